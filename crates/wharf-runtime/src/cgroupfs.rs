@@ -1,0 +1,244 @@
+//! `mounts` entries of type `cgroup` and `cgroup2`: the container sees its
+//! own cgroup directories, never the host's whole tree.
+//!
+//! On a cgroup v1 (or hybrid) host, a `cgroup` mount becomes a tmpfs with
+//! one directory per hierarchy, each a bind mount of the init's own cgroup
+//! in that hierarchy, as runc does. On a pure v2 host the container's
+//! cgroup directory is bind-mounted (or, with a cgroup namespace, cgroup2
+//! is mounted fresh, and the kernel shows the namespace's root).
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use wharf_sys::mount::{self as sysmount, FsOption, MountAttrs};
+use wharf_sys::Root;
+
+use crate::error::{Step, StepError};
+use crate::mounts::Plan;
+use crate::rootfs::unescape_mountinfo;
+
+/// One mounted cgroup hierarchy of the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hierarchy {
+    /// Where it is mounted (`/sys/fs/cgroup/memory`).
+    mount_point: PathBuf,
+    /// The cgroup path at the root of that mount (usually `/`).
+    mount_root: String,
+    /// `cgroup` or `cgroup2`.
+    fstype: String,
+    /// Controllers / name from the super options (`memory`, `name=systemd`);
+    /// empty for cgroup2.
+    controllers: Vec<String>,
+}
+
+fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        let (Some(root), Some(point), Some(fstype)) = (left.get(3), left.get(4), right.first())
+        else {
+            continue;
+        };
+        if *fstype != "cgroup" && *fstype != "cgroup2" {
+            continue;
+        }
+        let controllers = right
+            .get(2)
+            .map(|opts| {
+                opts.split(',')
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro"
+                                | "nsdelegate"
+                                | "memory_recursiveprot"
+                                | "noprefix"
+                                | "xattr"
+                                | "clone_children"
+                        ) && !o.starts_with("release_agent")
+                    })
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Hierarchy {
+            mount_point: PathBuf::from(unescape_mountinfo(point)),
+            mount_root: unescape_mountinfo(root),
+            fstype: (*fstype).to_owned(),
+            controllers: if *fstype == "cgroup2" {
+                Vec::new()
+            } else {
+                controllers
+            },
+        });
+    }
+    out
+}
+
+/// The calling process's cgroup path in the hierarchy with `controllers`
+/// (v1) or the unified hierarchy (`controllers` empty).
+fn own_cgroup(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let listed: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
+        let matches = if controllers.is_empty() {
+            listed.is_empty()
+        } else {
+            controllers.iter().all(|c| listed.contains(&c.as_str()))
+                && listed.len() == controllers.len()
+        };
+        if matches {
+            return Some(path.to_owned());
+        }
+    }
+    None
+}
+
+/// Host directory of the caller's cgroup in `h`.
+fn host_dir(h: &Hierarchy, cgroup: &str) -> PathBuf {
+    let rel = cgroup
+        .strip_prefix(h.mount_root.trim_end_matches('/'))
+        .unwrap_or(cgroup)
+        .trim_start_matches('/');
+    h.mount_point.join(rel)
+}
+
+/// Mounts a `cgroup`/`cgroup2` entry at `dest` (resolved to `target`).
+pub(crate) fn mount(
+    root: &Root,
+    dest: &Path,
+    target: BorrowedFd<'_>,
+    plan: &Plan,
+) -> Result<(), StepError> {
+    let mountinfo =
+        fs_err::read_to_string("/proc/self/mountinfo").step(|| "read mountinfo".into())?;
+    let proc_cgroup =
+        fs_err::read_to_string("/proc/self/cgroup").step(|| "read /proc/self/cgroup".into())?;
+    let all = hierarchies(&mountinfo);
+    let ro = plan.attrs.set & sysmount::ATTR_RDONLY != 0;
+    let bind_attrs = MountAttrs {
+        set: plan.attrs.set & !sysmount::ATTR_ATIME_MASK
+            | sysmount::ATTR_NOSUID
+            | sysmount::ATTR_NODEV
+            | sysmount::ATTR_NOEXEC,
+        ..MountAttrs::default()
+    };
+    let pure_v2 = all.iter().all(|h| h.fstype == "cgroup2")
+        && all
+            .iter()
+            .any(|h| h.mount_point == Path::new("/sys/fs/cgroup"));
+    if pure_v2 {
+        let h = all
+            .iter()
+            .find(|h| h.mount_point == Path::new("/sys/fs/cgroup"))
+            .expect("checked above");
+        let cgroup = own_cgroup(&proc_cgroup, &[]).unwrap_or_else(|| "/".into());
+        let tree = sysmount::clone_tree(rustix::fs::CWD, &host_dir(h, &cgroup), false)
+            .step(|| "clone own cgroup2 directory".into())?;
+        sysmount::set_attrs(tree.as_fd(), false, bind_attrs, None)
+            .step(|| "set cgroup mount attributes".into())?;
+        return sysmount::attach(tree.as_fd(), target).step(|| "attach cgroup2".into());
+    }
+
+    // v1 / hybrid: a tmpfs holding one bind per hierarchy.
+    let opts = [FsOption {
+        key: "mode".into(),
+        value: Some("755".into()),
+    }];
+    let tmpfs = sysmount::new_fs(
+        "tmpfs",
+        Some("tmpfs"),
+        &opts,
+        sysmount::ATTR_NOSUID | sysmount::ATTR_NODEV | sysmount::ATTR_NOEXEC,
+    )
+    .step(|| "create cgroup tmpfs".into())?;
+    sysmount::attach(tmpfs.as_fd(), target).step(|| "attach cgroup tmpfs".into())?;
+    let cgroup_root = Path::new("/sys/fs/cgroup");
+    for h in &all {
+        let Ok(name) = h.mount_point.strip_prefix(cgroup_root) else {
+            continue;
+        };
+        if name.as_os_str().is_empty() || name.components().count() != 1 {
+            continue;
+        }
+        let Some(cgroup) = own_cgroup(&proc_cgroup, &h.controllers) else {
+            continue;
+        };
+        let dir = root
+            .mkdir_all(&dest.join(name), 0o755)
+            .step(|| format!("create {}", dest.join(name).display()))?;
+        let tree = sysmount::clone_tree(rustix::fs::CWD, &host_dir(h, &cgroup), false)
+            .step(|| format!("clone cgroup {}", host_dir(h, &cgroup).display()))?;
+        sysmount::set_attrs(tree.as_fd(), false, bind_attrs, None)
+            .step(|| "set cgroup mount attributes".into())?;
+        sysmount::attach(tree.as_fd(), dir.as_fd())
+            .step(|| format!("attach cgroup {}", name.display()))?;
+    }
+    if ro {
+        let fd = root.resolve(dest).step(|| "resolve cgroup mount".into())?;
+        let _ = fd;
+        sysmount::set_attrs(
+            tmpfs.as_fd(),
+            false,
+            MountAttrs {
+                set: sysmount::ATTR_RDONLY,
+                ..MountAttrs::default()
+            },
+            None,
+        )
+        .step(|| "make cgroup tmpfs read-only".into())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw,nsdelegate
+33 30 0:29 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+35 30 0:31 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+";
+
+    const PROC_CGROUP: &str = "\
+5:memory:/user.slice
+4:cpu,cpuacct:/user.slice/x
+1:name=systemd:/user.slice/session-1.scope
+0::/user.slice/session-1.scope
+";
+
+    #[test]
+    fn finds_hierarchies_and_own_cgroups() {
+        let hs = hierarchies(MOUNTINFO);
+        assert_eq!(hs.len(), 4);
+        assert_eq!(hs[1].controllers, vec!["memory".to_string()]);
+        assert_eq!(
+            hs[2].controllers,
+            vec!["cpu".to_string(), "cpuacct".to_string()]
+        );
+        assert_eq!(
+            own_cgroup(PROC_CGROUP, &hs[2].controllers).as_deref(),
+            Some("/user.slice/x")
+        );
+        assert_eq!(
+            own_cgroup(PROC_CGROUP, &hs[3].controllers).as_deref(),
+            Some("/user.slice/session-1.scope")
+        );
+        assert_eq!(
+            own_cgroup(PROC_CGROUP, &[]).as_deref(),
+            Some("/user.slice/session-1.scope")
+        );
+        assert_eq!(
+            host_dir(&hs[1], "/user.slice"),
+            PathBuf::from("/sys/fs/cgroup/memory/user.slice")
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The container's init: what runs in the forked child from `clone(2)` up to
+//! `execve` of the user's program. See docs/runtime-create.md for the
+//! ordered sequence and what the parent does at each sync point.
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use wharf_sys::process::{exit_now, fork_with, Forked};
+use wharf_sys::Root;
+
+use crate::config::{ns_flag, NamespacePlan};
+use crate::error::{render_chain, step_err, Step, StepError};
+use crate::hooks::{self, Phase};
+use crate::process::ProcessPlan;
+use crate::rootfs::{self, RootfsSetup};
+use crate::sync::{Message, SyncSocket};
+
+/// What the init needs; everything was opened by the parent before fork.
+#[derive(Debug)]
+pub(crate) struct InitArgs<'a> {
+    pub(crate) spec: &'a Spec,
+    pub(crate) rootfs: PathBuf,
+    pub(crate) plan: NamespacePlan,
+    pub(crate) process: ProcessPlan,
+    pub(crate) sync: SyncSocket,
+    /// The exec fifo, opened read-write: the init blocks reading it until
+    /// `start` writes a byte.
+    pub(crate) fifo: OwnedFd,
+    /// Unix socket to send the terminal's master to.
+    pub(crate) console_socket: Option<OwnedFd>,
+    pub(crate) no_pivot: bool,
+}
+
+/// Runs the init; never returns. Errors go to the parent over the sync
+/// socket as a rendered chain.
+pub(crate) fn run(args: InitArgs<'_>) -> ! {
+    match setup(&args) {
+        Ok(never) => match never {},
+        Err(err) => {
+            let chain = render_chain(&err);
+            if args.sync.send(&Message::Error(chain.clone())).is_err() {
+                // The parent is gone (the container was started): the
+                // container's stderr is all that is left.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("wharf init: {chain}\n").as_bytes(),
+                );
+            }
+            exit_now(127)
+        }
+    }
+}
+
+fn recv_expect(sync: &SyncSocket, expected: &Message) -> Result<(), StepError> {
+    sync.expect(expected).map_err(|f| {
+        step_err(
+            format!("wait for {expected:?} from the runtime"),
+            f.describe(),
+        )
+    })
+}
+
+fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
+    // Nobody (not even a process in the container's pid namespace) may
+    // ptrace or open /proc/<pid>/ of the init before it execs.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .step(|| "set non-dumpable".into())?;
+    rustix::process::umask(rustix::fs::Mode::empty());
+
+    let creates_user = args.plan.creates(LinuxNamespaceType::User);
+    if args.plan.single_clone() {
+        if creates_user {
+            recv_expect(&args.sync, &Message::MapsWritten)?;
+        }
+    } else {
+        join_and_unshare(args)?;
+    }
+    let in_userns = args.plan.has(LinuxNamespaceType::User);
+    if in_userns {
+        // Become root of the new user namespace (the maps are written).
+        wharf_sys::process::set_res_gid(0).step(|| "become gid 0 in the user namespace".into())?;
+        wharf_sys::process::set_res_uid(0).step(|| "become uid 0 in the user namespace".into())?;
+    }
+    rustix::process::setsid().step(|| "setsid".into())?;
+
+    let setup = RootfsSetup {
+        spec: args.spec,
+        rootfs: &args.rootfs,
+        in_userns,
+    };
+    let prepared = rootfs::prepare(&setup)?;
+    let tty = if args.process.terminal {
+        Some(setup_console(&prepared.root, args)?)
+    } else {
+        None
+    };
+
+    args.sync
+        .send(&Message::MountsDone)
+        .step(|| "report mounts done".into())?;
+    let state_json = match args.sync.recv() {
+        Ok(Some(Message::HooksDone(state))) => state,
+        Ok(Some(Message::Error(e))) => return Err(step_err("runtime hooks", e)),
+        Ok(other) => {
+            return Err(step_err(
+                "wait for the runtime's hooks",
+                format!("got {other:?}"),
+            ))
+        }
+        Err(e) => return Err(e).step(|| "wait for the runtime's hooks".into()),
+    };
+    hooks::run(&Phase::CreateContainer.hooks(args.spec), &state_json).map_err(|f| {
+        step_err(
+            format!("createContainer hook {}", f.path.display()),
+            f.reason,
+        )
+    })?;
+
+    let devnull = prepared.devnull;
+    drop(prepared.root);
+    rootfs::enter(&args.rootfs, args.no_pivot)?;
+
+    let linux = args.spec.linux().as_ref();
+    if let Some(hostname) = args.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        rustix::system::sethostname(hostname.as_bytes())
+            .step(|| format!("set hostname {hostname:?}"))?;
+    }
+    if let Some(domain) = args.spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        rustix::system::setdomainname(domain.as_bytes())
+            .step(|| format!("set domainname {domain:?}"))?;
+    }
+    let mut sysctls: Vec<_> = linux
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctls.sort();
+    for (key, value) in sysctls {
+        crate::sysctl::write(&key, &value).step(|| format!("set sysctl {key}={value}"))?;
+    }
+    let root = Root::open(Path::new("/")).step(|| "open container root".into())?;
+    if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
+        rootfs::readonly_paths(&root, paths)?;
+    }
+    if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
+        rootfs::mask_paths(&root, devnull.as_fd(), paths)?;
+    }
+    drop(root);
+    drop(devnull);
+    if args
+        .spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        rootfs::readonly_root()?;
+    }
+
+    let prepared = args.process.apply(in_userns)?;
+    args.sync
+        .send(&Message::Ready)
+        .step(|| "report ready".into())?;
+
+    // Block until `start` writes to the exec fifo.
+    let mut byte = [0u8; 1];
+    let mut fifo = std::fs::File::from(args.fifo.try_clone().step(|| "dup exec fifo".into())?);
+    match fifo.read(&mut byte) {
+        Ok(1) => {}
+        Ok(_) => return Err(step_err("wait for start", "exec fifo closed")),
+        Err(e) => return Err(e).step(|| "wait for start".into()),
+    }
+    drop(fifo);
+    hooks::run(
+        &Phase::StartContainer.hooks(args.spec),
+        &state_json.replace("\"creating\"", "\"running\""),
+    )
+    .map_err(|f| {
+        step_err(
+            format!("startContainer hook {}", f.path.display()),
+            f.reason,
+        )
+    })?;
+    Err(prepared.exec(tty))
+}
+
+/// Joins namespaces by path, creates the rest with `unshare`, has the parent
+/// write the id maps, and forks once more so the init lands in the new (or
+/// joined) pid and time namespaces. The intermediate process reports the
+/// init's pid and exits.
+fn join_and_unshare(args: &InitArgs<'_>) -> Result<(), StepError> {
+    for (typ, path) in &args.plan.join {
+        let file = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .step(|| format!("open namespace {}", path.display()))?;
+        wharf_sys::process::setns(file.as_fd(), ns_flag(*typ))
+            .step(|| format!("join {typ:?} namespace {}", path.display()))?;
+    }
+    if args.plan.create != 0 {
+        wharf_sys::process::unshare(args.plan.create).step(|| "unshare namespaces".into())?;
+    }
+    if args.plan.creates(LinuxNamespaceType::User) {
+        args.sync
+            .send(&Message::UsernsReady)
+            .step(|| "report user namespace".into())?;
+        recv_expect(&args.sync, &Message::MapsWritten)?;
+    }
+    if let Some(offsets) = args
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+    {
+        let mut text = String::new();
+        for (clock, off) in offsets {
+            text.push_str(&format!(
+                "{clock} {} {}\n",
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0)
+            ));
+        }
+        let mut f = wharf_sys::procfs::open_self("timens_offsets", rustix::fs::OFlags::WRONLY)
+            .step(|| "open timens_offsets".into())?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).step(|| "write time offsets".into())?;
+    }
+    // The intermediate only sends one message and exits.
+    match fork_with(libc::CLONE_PARENT as u64).step(|| "fork the init".into())? {
+        Forked::Child => Ok(()),
+        Forked::Parent(pid) => {
+            let _ = args.sync.send(&Message::Pid(pid.as_raw_nonzero().get()));
+            exit_now(0)
+        }
+    }
+}
+
+/// Creates the terminal in the container's devpts, sends the master to the
+/// console socket and bind-mounts the slave over `/dev/console`.
+fn setup_console(root: &Root, args: &InitArgs<'_>) -> Result<OwnedFd, StepError> {
+    let socket = args.console_socket.as_ref().ok_or_else(|| {
+        step_err(
+            "set up terminal",
+            "process.terminal is set but no console socket was given",
+        )
+    })?;
+    let ptmx = root
+        .resolve(Path::new("/dev/pts/ptmx"))
+        .step(|| "open /dev/pts/ptmx in the container (is devpts mounted?)".into())?;
+    let (master, slave) =
+        wharf_sys::console::open_pty(ptmx.as_fd()).step(|| "open pseudo-terminal".into())?;
+    if let Some(size) = args.spec.process().as_ref().and_then(|p| p.console_size()) {
+        wharf_sys::console::set_window_size(&master, size.height() as u16, size.width() as u16)
+            .step(|| "set console size".into())?;
+    }
+    let console = root
+        .ensure_file(Path::new("/dev/console"), 0o666)
+        .step(|| "create /dev/console".into())?;
+    let st = rustix::fs::fstat(&console).step(|| "stat /dev/console".into())?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+        return Err(step_err(
+            "create /dev/console",
+            "it is a symlink in the rootfs",
+        ));
+    }
+    let tree = wharf_sys::mount::clone_tree(slave.as_fd(), Path::new(""), false)
+        .step(|| "clone terminal for /dev/console".into())?;
+    wharf_sys::mount::attach(tree.as_fd(), console.as_fd())
+        .step(|| "bind terminal onto /dev/console".into())?;
+    wharf_sys::console::send_fd(socket.as_fd(), master.as_fd(), b"/dev/ptmx")
+        .step(|| "send terminal master to the console socket".into())?;
+    Ok(slave)
+}

@@ -1,0 +1,283 @@
+//! Process creation and the per-process kernel settings rustix lacks.
+
+#![allow(
+    unsafe_code,
+    reason = "clone(2) with fork semantics and a few prctl/ioprio/sched syscalls"
+)]
+
+use std::ffi::CString;
+use std::io;
+
+use rustix::process::Pid;
+
+/// Which side of a [`fork_with`] the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent; the child's pid.
+    Parent(Pid),
+    /// In the child.
+    Child,
+}
+
+/// Forks with extra `clone(2)` flags (`CLONE_NEW*`, `CLONE_PARENT`): the
+/// child gets a copy of the address space, as with `fork(2)`, and is created
+/// directly in the new namespaces.
+///
+/// Refuses to run in a multi-threaded process: the child would only have the
+/// calling thread, and locks held by the others would never be released.
+/// The child should end with `exec` or [`exit_now`].
+pub fn fork_with(flags: u64) -> io::Result<Forked> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other(
+            "refusing to fork a multi-threaded process",
+        ));
+    }
+    let flags = flags | libc::SIGCHLD as u64;
+    // SAFETY: clone with a NULL stack behaves as fork: the child resumes here
+    // on a copy of the parent's stack. No tid pointers or TLS are passed. The
+    // process was checked to be single-threaded just above, and nothing in
+    // between starts a thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0usize,
+        )
+    };
+    match rc {
+        rc if rc < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(
+            Pid::from_raw(pid as i32).expect("clone returned a positive pid"),
+        )),
+    }
+}
+
+/// Number of threads of the calling process (`/proc/self/stat` field 20).
+pub fn thread_count() -> io::Result<usize> {
+    let stat = fs_err::read_to_string("/proc/self/stat")?;
+    let rest = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or_default();
+    rest.split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("unparsable /proc/self/stat"))
+}
+
+/// Ends the calling process immediately with `code`, running no destructors
+/// or atexit handlers (for forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Replaces the process image: `execve(path, argv, envp)`. Returns only on
+/// failure.
+pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: path is NUL-terminated; argv/envp are NULL-terminated arrays of
+    // pointers into CStrings that outlive the call.
+    unsafe {
+        libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
+    }
+    io::Error::last_os_error()
+}
+
+/// Sets the supplementary groups of the calling process.
+pub fn set_groups(gids: &[u32]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live slice of gid_t (u32).
+    let rc = unsafe { libc::setgroups(gids.len(), gids.as_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets real, effective and saved uid of the process (glibc applies it to
+/// every thread).
+pub fn set_res_uid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    let rc = unsafe { libc::setresuid(uid, uid, uid) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets real, effective and saved gid of the process.
+pub fn set_res_gid(gid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    let rc = unsafe { libc::setresgid(gid, gid, gid) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the execution domain (`personality(2)`).
+pub fn set_personality(persona: u64) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    let rc = unsafe { libc::personality(persona as libc::c_ulong) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the I/O priority of the calling process (`ioprio_set(IOPRIO_WHO_PROCESS, 0, …)`).
+pub fn set_ioprio(class: u32, priority: u32) -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    const IOPRIO_CLASS_SHIFT: u32 = 13;
+    let value = (class << IOPRIO_CLASS_SHIFT) | priority;
+    // SAFETY: integer arguments only.
+    let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Scheduling attributes for [`set_sched_attr`] (`struct sched_attr`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    /// `SCHED_*` policy.
+    pub policy: u32,
+    /// `SCHED_FLAG_*`.
+    pub flags: u64,
+    /// Nice value (SCHED_OTHER, SCHED_BATCH).
+    pub nice: i32,
+    /// Static priority (SCHED_FIFO, SCHED_RR).
+    pub priority: u32,
+    /// SCHED_DEADLINE runtime, ns.
+    pub runtime: u64,
+    /// SCHED_DEADLINE deadline, ns.
+    pub deadline: u64,
+    /// SCHED_DEADLINE period, ns.
+    pub period: u64,
+}
+
+/// Sets the scheduling policy of the calling process (`sched_setattr(2)`).
+pub fn set_sched_attr(attr: SchedAttr) -> io::Result<()> {
+    let mut raw = libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: attr.policy,
+        sched_flags: attr.flags,
+        sched_nice: attr.nice,
+        sched_priority: attr.priority,
+        sched_runtime: attr.runtime,
+        sched_deadline: attr.deadline,
+        sched_period: attr.period,
+    };
+    // SAFETY: `raw` is an initialised sched_attr whose size field matches
+    // its type; it outlives the call and the kernel only reads it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            0,
+            &mut raw as *mut libc::sched_attr,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks for `signal` when the parent dies (`PR_SET_PDEATHSIG`).
+pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    let sig = if signal == 0 {
+        None
+    } else {
+        Some(
+            rustix::process::Signal::from_named_raw(signal)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?,
+        )
+    };
+    Ok(rustix::process::set_parent_process_death_signal(sig)?)
+}
+
+/// Unblocks every signal and restores the default disposition of each
+/// (Rust ignores SIGPIPE at start-up; ignored signals survive `execve`).
+pub fn reset_signals() -> io::Result<()> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    // SAFETY: `set` is initialised; the old mask is not requested.
+    let rc = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler code; invalid numbers (those
+        // glibc reserves) fail with EINVAL, which is ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    Ok(())
+}
+
+/// Namespace flags [`unshare`] and [`setns`] accept.
+const NS_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWTIME) as u64;
+
+/// Moves the calling process into new namespaces (`unshare(2)`); only
+/// `CLONE_NEW*` flags are accepted.
+pub fn unshare(flags: u64) -> io::Result<()> {
+    if flags & !NS_FLAGS != 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: only namespace flags are passed (checked above), which do not
+    // change the descriptor table or memory the process relies on.
+    let rc = unsafe { libc::unshare(flags as libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Joins the namespaces `flags` of what `fd` refers to: a namespace file
+/// (one flag) or a pidfd (several at once, atomically).
+pub fn setns(fd: std::os::fd::BorrowedFd<'_>, flags: u64) -> io::Result<()> {
+    if flags & !NS_FLAGS != 0 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    Ok(rustix::thread::move_into_thread_name_spaces(
+        fd,
+        rustix::thread::ThreadNameSpaceType::from_bits_retain(flags as u32),
+    )?)
+}
+
+/// Sends `signal` (any number, real-time included) to the process `pidfd`
+/// refers to.
+pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd is a live descriptor; no siginfo pointer is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! Test support for Wharf (dev-only): requirement gates ([`require!`]), a cached
+//! busybox rootfs, an OCI bundle builder, per-test environments ([`TestEnv`]) whose
+//! `Drop` kills, unmounts and removes what a test left behind, [`in_child`] to run
+//! privileged code in a forked child (optionally in fresh namespaces) with its error
+//! chain sent back, host-tree sentinels and a leak sweep.
+//!
+//! This crate depends on no Wharf crate, so every Wharf crate can use it as a
+//! dev-dependency without cycles; `tests/layering.rs` enforces the crate graph.
+
+mod bundle;
+mod child;
+mod env;
+mod mounts;
+mod processes;
+mod requirement;
+mod rootfs;
+mod sentinel;
+
+pub use bundle::{Bundle, BundleBuilder};
+pub use child::{in_child, in_child_unshare};
+pub use env::TestEnv;
+pub use mounts::leaked_mounts;
+pub use processes::leaked_processes;
+pub use requirement::{check_requirements, Requirement, ABSENT_ON_CI};
+pub use rootfs::{busybox_rootfs, copy_rootfs};
+pub use sentinel::Sentinel;
+
+#[doc(hidden)]
+pub use requirement::test_name_from_fn_path as __test_name_from_fn_path;
