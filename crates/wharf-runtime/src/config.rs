@@ -209,11 +209,6 @@ pub(crate) fn validate(spec: &Spec) -> Result<()> {
             return Err(RuntimeError::config("hostname is longer than 64 bytes"));
         }
     }
-    if !plan.has(LinuxNamespaceType::Mount) {
-        return Err(RuntimeError::config(
-            "a mount namespace is required to set up the rootfs",
-        ));
-    }
     for (key, _) in linux.sysctl().as_ref().into_iter().flatten() {
         crate::sysctl::check(key, &plan)?;
     }

@@ -264,13 +264,18 @@ fn reap(pid: i32) {
     }
 }
 
-/// In the first child: become non-dumpable, join every namespace of the
-/// init at once, and fork into the pid namespace.
+/// In the first child: become non-dumpable, join the init's user and pid
+/// namespaces (the pid namespace only applies to children), fork into it,
+/// then join the rest at once. Forking before the mount namespace is joined
+/// keeps the runtime's own /proc in view for the fork's checks.
 fn join(pidfd: &OwnedFd, flags: u64, sync: &SyncSocket) -> Result<(), StepError> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .step(|| "set non-dumpable".into())?;
-    wharf_sys::process::setns(pidfd.as_fd(), flags)
-        .step(|| "join the container's namespaces".into())?;
+    let first = flags & (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWTIME) as u64;
+    if first != 0 {
+        wharf_sys::process::setns(pidfd.as_fd(), first)
+            .step(|| "join the container's user and pid namespaces".into())?;
+    }
     if flags & libc::CLONE_NEWPID as u64 != 0 {
         match fork_with(libc::CLONE_PARENT as u64).step(|| "fork into the pid namespace".into())? {
             Forked::Child => {}
@@ -279,6 +284,11 @@ fn join(pidfd: &OwnedFd, flags: u64, sync: &SyncSocket) -> Result<(), StepError>
                 exit_now(0)
             }
         }
+    }
+    let rest = flags & !first;
+    if rest != 0 {
+        wharf_sys::process::setns(pidfd.as_fd(), rest)
+            .step(|| "join the container's namespaces".into())?;
     }
     Ok(())
 }

@@ -2,7 +2,6 @@
 //! `execve` of the user's program. See docs/runtime-create.md for the
 //! ordered sequence and what the parent does at each sync point.
 
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -90,9 +89,18 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         rootfs: &args.rootfs,
         in_userns,
     };
-    let prepared = rootfs::prepare(&setup)?;
+    // Without a mount namespace of its own the container runs in the
+    // runtime's root, as runc does: nothing is mounted, nothing pivoted.
+    let prepared = if args.plan.has(LinuxNamespaceType::Mount) {
+        Some(rootfs::prepare(&setup)?)
+    } else {
+        tracing::warn!(
+            "no mount namespace: the rootfs, mounts, masked and read-only paths are not set up"
+        );
+        None
+    };
     let tty = if args.process.terminal {
-        Some(setup_console(&prepared.root, args)?)
+        Some(setup_console(prepared.as_ref().map(|p| &p.root), args)?)
     } else {
         None
     };
@@ -118,9 +126,14 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         )
     })?;
 
-    let devnull = prepared.devnull;
-    drop(prepared.root);
-    rootfs::enter(&args.rootfs, args.no_pivot)?;
+    let devnull = match prepared {
+        Some(prepared) => {
+            drop(prepared.root);
+            rootfs::enter(&args.rootfs, args.no_pivot)?;
+            Some(prepared.devnull)
+        }
+        None => None,
+    };
 
     let linux = args.spec.linux().as_ref();
     if let Some(hostname) = args.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -140,23 +153,23 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     for (key, value) in sysctls {
         crate::sysctl::write(&key, &value).step(|| format!("set sysctl {key}={value}"))?;
     }
-    let root = Root::open(Path::new("/")).step(|| "open container root".into())?;
-    if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
-        rootfs::readonly_paths(&root, paths)?;
-    }
-    if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
-        rootfs::mask_paths(&root, devnull.as_fd(), paths)?;
-    }
-    drop(root);
-    drop(devnull);
-    if args
-        .spec
-        .root()
-        .as_ref()
-        .and_then(|r| r.readonly())
-        .unwrap_or(false)
-    {
-        rootfs::readonly_root()?;
+    if let Some(devnull) = devnull {
+        let root = Root::open(Path::new("/")).step(|| "open container root".into())?;
+        if let Some(paths) = linux.and_then(|l| l.readonly_paths().as_ref()) {
+            rootfs::readonly_paths(&root, paths)?;
+        }
+        if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
+            rootfs::mask_paths(&root, devnull.as_fd(), paths)?;
+        }
+        if args
+            .spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
+            rootfs::readonly_root()?;
+        }
     }
 
     let prepared = args.process.apply(in_userns)?;
@@ -166,13 +179,14 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
 
     // Block until `start` writes to the exec fifo.
     let mut byte = [0u8; 1];
-    let mut fifo = std::fs::File::from(args.fifo.try_clone().step(|| "dup exec fifo".into())?);
-    match fifo.read(&mut byte) {
-        Ok(1) => {}
-        Ok(_) => return Err(step_err("wait for start", "exec fifo closed")),
-        Err(e) => return Err(e).step(|| "wait for start".into()),
+    loop {
+        match rustix::io::read(&args.fifo, &mut byte) {
+            Ok(1) => break,
+            Ok(_) => return Err(step_err("wait for start", "exec fifo closed")),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e).step(|| "wait for start".into()),
+        }
     }
-    drop(fifo);
     hooks::run(
         &Phase::StartContainer.hooks(args.spec),
         &state_json.replace("\"creating\"", "\"running\""),
@@ -240,21 +254,35 @@ fn join_and_unshare(args: &InitArgs<'_>) -> Result<(), StepError> {
 
 /// Creates the terminal in the container's devpts, sends the master to the
 /// console socket and bind-mounts the slave over `/dev/console`.
-fn setup_console(root: &Root, args: &InitArgs<'_>) -> Result<OwnedFd, StepError> {
+fn setup_console(root: Option<&Root>, args: &InitArgs<'_>) -> Result<OwnedFd, StepError> {
     let socket = args.console_socket.as_ref().ok_or_else(|| {
         step_err(
             "set up terminal",
             "process.terminal is set but no console socket was given",
         )
     })?;
+    let host_root;
+    let (root, ptmx_path) = match root {
+        Some(root) => (root, "/dev/pts/ptmx"),
+        None => {
+            host_root = Root::open(Path::new("/")).step(|| "open /".into())?;
+            (&host_root, "/dev/ptmx")
+        }
+    };
     let ptmx = root
-        .resolve(Path::new("/dev/pts/ptmx"))
-        .step(|| "open /dev/pts/ptmx in the container (is devpts mounted?)".into())?;
+        .resolve(Path::new(ptmx_path))
+        .step(|| format!("open {ptmx_path} in the container (is devpts mounted?)"))?;
     let (master, slave) =
         wharf_sys::console::open_pty(ptmx.as_fd()).step(|| "open pseudo-terminal".into())?;
     if let Some(size) = args.spec.process().as_ref().and_then(|p| p.console_size()) {
         wharf_sys::console::set_window_size(&master, size.height() as u16, size.width() as u16)
             .step(|| "set console size".into())?;
+    }
+    if ptmx_path == "/dev/ptmx" {
+        // The runtime's own mount namespace: /dev/console is the host's.
+        wharf_sys::console::send_fd(socket.as_fd(), master.as_fd(), b"/dev/ptmx")
+            .step(|| "send terminal master to the console socket".into())?;
+        return Ok(slave);
     }
     let console = root
         .ensure_file(Path::new("/dev/console"), 0o666)

@@ -164,10 +164,10 @@ pub(crate) fn plan(mount: &Mount) -> Result<Plan> {
             "sync" | "dirsync" | "mand" | "lazytime" | "tmpcopyup" => (0, 0, false),
             other => {
                 if is_bind {
-                    return Err(RuntimeError::config(format!(
-                        "mount at {}: unknown bind mount option {other:?}",
-                        mount.destination().display()
-                    )));
+                    // The kernel ignores filesystem data on a bind mount;
+                    // so does runc.
+                    tracing::debug!(option = other, destination = %mount.destination().display(), "filesystem option ignored on a bind mount");
+                    continue;
                 }
                 let (key, value) = match other.split_once('=') {
                     Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
@@ -311,10 +311,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_bind_option_is_an_error() {
-        let m = mount(
-            serde_json::json!({"destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind", "size=1"]}),
-        );
-        assert!(plan(&m).is_err());
+    fn filesystem_data_on_a_bind_mount_is_ignored() {
+        let m = mount(serde_json::json!({
+            "destination": "/x", "type": "bind", "source": "/tmp", "options": ["bind", "mode=755", "ro"]
+        }));
+        let p = plan(&m).unwrap();
+        assert!(p.data.is_empty());
+        assert_eq!(p.attrs.set, sysmount::ATTR_RDONLY);
     }
 }

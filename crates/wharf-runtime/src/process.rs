@@ -299,7 +299,15 @@ fn find_executable(root: &Root, name: &str, env: &[String]) -> StepResult<PathBu
             })
     };
     if name.contains('/') {
-        return Ok(PathBuf::from(name));
+        let path = PathBuf::from(name);
+        return if path.is_absolute() && is_exec(&path) || !path.is_absolute() {
+            Ok(path)
+        } else {
+            Err(step_err(
+                format!("exec {name:?}"),
+                "no such executable file in the container",
+            ))
+        };
     }
     let path = env
         .iter()

@@ -9,7 +9,7 @@ use std::fs::{File, Permissions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use pathrs::flags::OpenFlags;
 use pathrs::InodeType;
@@ -21,6 +21,25 @@ fn to_io(err: pathrs::error::Error) -> io::Error {
         pathrs::error::ErrorKind::OsError(Some(errno)) => io::Error::from_raw_os_error(errno),
         _ => io::Error::other(err),
     }
+}
+
+/// How many dangling symlinks [`Root::mkdir_all`] follows before ELOOP.
+const MAX_SYMLINK_EXPANSIONS: usize = 40;
+
+/// `path` made absolute with `.` and `..` applied lexically; `..` never
+/// climbs above `/`.
+fn lexically_clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for comp in path.components() {
+        match comp {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A directory tree whose contents are not trusted (a container rootfs).
@@ -73,16 +92,70 @@ impl Root {
 
     /// Creates every missing directory of `path` inside the root with `mode`
     /// and returns an `O_PATH|O_DIRECTORY` descriptor of the last one.
+    ///
+    /// A dangling symlink on the way is followed with chroot semantics and
+    /// its target created inside the root, as a chroot'ed `mkdir -p` would
+    /// (images have `/var/run -> /run` with no `/run`).
     pub fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-        self.inner
-            .mkdir_all(path, &Permissions::from_mode(mode))
-            .map(OwnedFd::from)
-            .map_err(to_io)
+        let mut path = path.to_path_buf();
+        for _ in 0..MAX_SYMLINK_EXPANSIONS {
+            match self.inner.mkdir_all(&path, &Permissions::from_mode(mode)) {
+                Ok(handle) => return Ok(OwnedFd::from(handle)),
+                Err(err) => {
+                    let err = to_io(err);
+                    match self.expand_dangling(&path)? {
+                        Some(expanded) => path = expanded,
+                        None => return Err(err),
+                    }
+                }
+            }
+        }
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    }
+
+    /// Rewrites `path` by replacing the first component that is a dangling
+    /// symlink with its target (resolved lexically inside the root).
+    /// `None` when no component is a dangling symlink.
+    fn expand_dangling(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        let components: Vec<Component<'_>> = path.components().collect();
+        let mut prefix = PathBuf::from("/");
+        for (i, comp) in components.iter().enumerate() {
+            let Component::Normal(name) = comp else {
+                if *comp == Component::ParentDir {
+                    prefix.pop();
+                }
+                continue;
+            };
+            let candidate = prefix.join(name);
+            let fd = match self.resolve_nofollow(&candidate) {
+                Ok(fd) => fd,
+                Err(_) => return Ok(None),
+            };
+            let st = rustix::fs::fstat(&fd)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink
+                && self.resolve(&candidate).is_err()
+            {
+                let target = self.inner.readlink(&candidate).map_err(to_io)?;
+                let mut expanded = if target.is_absolute() {
+                    PathBuf::from("/")
+                } else {
+                    prefix.clone()
+                };
+                expanded.push(target);
+                for rest in &components[i + 1..] {
+                    expanded.push(rest);
+                }
+                return Ok(Some(lexically_clean(&expanded)));
+            }
+            prefix = candidate;
+        }
+        Ok(None)
     }
 
     /// Creates (or opens, if it exists) a regular file at `path` inside the
     /// root, creating missing parents, and returns a descriptor of exactly the
-    /// inode created or found. An existing non-regular file is an error.
+    /// inode created or found. An existing inode of another type (a symlink
+    /// included) is returned unfollowed: the caller checks its type.
     pub fn ensure_file(&self, path: &Path, mode: u32) -> io::Result<OwnedFd> {
         if let Some(parent) = path.parent() {
             self.mkdir_all(parent, 0o755)?;
@@ -165,6 +238,27 @@ mod tests {
         let st = rustix::fs::fstat(&fd).unwrap();
         assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
         assert!(dir.path().join("etc/file").is_file());
+    }
+
+    #[test]
+    fn mkdir_all_follows_dangling_symlinks_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        root.mkdir_all(Path::new("var"), 0o755).unwrap();
+        root.symlink(Path::new("var/run"), Path::new("/run"))
+            .unwrap();
+        root.symlink(Path::new("host"), Path::new("/var/tmp/not-in-root-xyz"))
+            .unwrap();
+        root.symlink(Path::new("rel"), Path::new("../../../made-rel"))
+            .unwrap();
+        root.mkdir_all(Path::new("var/run/x"), 0o755).unwrap();
+        root.mkdir_all(Path::new("host/y"), 0o755).unwrap();
+        root.mkdir_all(Path::new("rel/z"), 0o755).unwrap();
+        assert!(dir.path().join("run/x").is_dir());
+        assert!(dir.path().join("var/tmp/not-in-root-xyz/y").is_dir());
+        assert!(dir.path().join("made-rel/z").is_dir());
+        assert!(!Path::new("/var/tmp/not-in-root-xyz").exists());
+        assert!(!Path::new("/made-rel").exists());
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMappingBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, Process,
-    ProcessBuilder, PosixRlimitBuilder, PosixRlimitType, Root, RootBuilder, Spec, UserBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, Process, ProcessBuilder, Root, RootBuilder, Spec,
+    UserBuilder,
 };
 
 /// The `PATH` of the default process, as `runc spec` writes it.
@@ -245,7 +246,9 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount 
     if !options.is_empty() {
         builder = builder.options(options.iter().map(|o| (*o).to_owned()).collect::<Vec<_>>());
     }
-    builder.build().expect("a mount with every field set is complete")
+    builder
+        .build()
+        .expect("a mount with every field set is complete")
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -330,7 +333,12 @@ fn default_spec() -> Spec {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
     ];
     let mut linux = LinuxBuilder::default()
         .namespaces(
@@ -418,7 +426,14 @@ mod tests {
             .collect();
         assert_eq!(
             destinations,
-            ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/dev/shm",
+                "/dev/mqueue",
+                "/sys"
+            ]
         );
         assert!(v["mounts"][0].get("options").is_none());
         assert_eq!(

@@ -27,10 +27,13 @@ const MAX_REPORT: usize = 32 * 1024;
 ///
 /// The child exits with `_exit` right after `f`, so it runs no destructors or
 /// `atexit` handlers of the parent's state. It is a copy of the calling process
-/// with one thread: under `cargo test`, other threads' locks (stdout, a `Mutex`)
-/// may be held forever in the child, so `f` should stick to syscalls, files and
-/// allocation (glibc's malloc is fork-safe). Processes `f` forks itself should be
-/// waited for by `f`.
+/// with one thread: a lock another thread held at the fork stays held forever in
+/// the child, so `f` should stick to syscalls, files and allocation (glibc's malloc
+/// is fork-safe). Under `cargo test` (tests as threads of one process) this bites
+/// when another test is panicking with `RUST_BACKTRACE` set at the moment of the
+/// fork: it holds std's backtrace lock, which `anyhow!` in the child then waits for.
+/// `cargo nextest` runs each test in its own process and has no such neighbours.
+/// Processes `f` forks itself should be waited for by `f`.
 ///
 /// # Errors
 ///
@@ -115,7 +118,8 @@ fn wait_child(child: Pid, report: OwnedFd) -> anyhow::Result<()> {
             other => break other.with_context(|| format!("wait for test child {child}"))?,
         }
     };
-    fcntl(&report, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).context("make the report pipe non-blocking")?;
+    fcntl(&report, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .context("make the report pipe non-blocking")?;
     let mut pipe = File::from(report);
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];

@@ -24,8 +24,10 @@ static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// that id-mapped container processes can reach the bundles) with `state/` (the
 /// runtime's `--root`) and `bundles/`. Dropping it, best effort and ignoring errors:
 /// SIGKILLs every process registered with [`TestEnv::track_pid`] and every process
-/// whose cwd, root or executable lies under the directory or whose command line
-/// names it, reaping tracked children and waiting a few seconds at most for the rest;
+/// whose cwd, root or executable lies under the directory (by path, or by inode for
+/// a bundle's rootfs and its busybox, which catches pivot_root'ed containers) or
+/// whose command line names it, with all their descendants, reaping tracked
+/// children and waiting a few seconds at most for the rest;
 /// lazily unmounts every mount under the directory, deepest first; removes the
 /// directory. With `WHARF_TEST_KEEP=1`, a test that is panicking keeps its files
 /// (processes and mounts are still cleaned) and prints where they are.

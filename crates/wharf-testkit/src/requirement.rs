@@ -69,7 +69,9 @@ impl Requirement {
                     crate::rootfs::check_static(Path::new(crate::rootfs::HOST_BUSYBOX)).is_ok()
                 })
             }
-            Self::Newuidmap => find_binary("newuidmap").is_some() && find_binary("newgidmap").is_some(),
+            Self::Newuidmap => {
+                find_binary("newuidmap").is_some() && find_binary("newgidmap").is_some()
+            }
             Self::Runc => find_binary("runc").is_some(),
             Self::Crun => find_binary("crun").is_some(),
             Self::Containerd => find_binary("containerd").is_some(),

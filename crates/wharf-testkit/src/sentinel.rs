@@ -15,7 +15,11 @@ static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// Files of a fresh sentinel: (relative path, content, mode).
 const FILES: &[(&str, &str, u32)] = &[
-    ("hello.txt", "sentinel: a container must never change this\n", 0o644),
+    (
+        "hello.txt",
+        "sentinel: a container must never change this\n",
+        0o644,
+    ),
     ("script.sh", "#!/bin/sh\necho sentinel\n", 0o755),
     ("secret", "only root reads this\n", 0o600),
     ("sub/nested.txt", "nested sentinel\n", 0o644),
@@ -41,9 +45,13 @@ impl Sentinel {
     /// When `tag` is empty or contains `/`, when a live sentinel of this process
     /// already uses `tag`, or when the tree cannot be written.
     pub fn new(tag: &str) -> Sentinel {
-        assert!(
+        Self::create(tag).unwrap_or_else(|e| panic!("create sentinel {tag:?}: {e:#}"))
+    }
+
+    fn create(tag: &str) -> anyhow::Result<Sentinel> {
+        anyhow::ensure!(
             !tag.is_empty() && !tag.contains('/'),
-            "sentinel tag {tag:?} must be a non-empty file name part"
+            "the tag must be a non-empty file name part"
         );
         let dir = PathBuf::from(format!(
             "/var/tmp/wharf-sentinel-{tag}-{}",
@@ -53,16 +61,15 @@ impl Sentinel {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(dir.clone());
-        assert!(fresh, "sentinel tag {tag:?} is already in use in this process");
+        anyhow::ensure!(fresh, "the tag is already in use in this process");
         // From here on, Drop unregisters and removes the directory.
         let mut sentinel = Sentinel {
             dir,
             digest: TreeDigest::default(),
         };
-        sentinel.digest = create_tree(&sentinel.dir)
-            .and_then(|()| digest_tree(&sentinel.dir))
-            .unwrap_or_else(|e| panic!("create sentinel {}: {e:#}", sentinel.dir.display()));
-        sentinel
+        create_tree(&sentinel.dir)?;
+        sentinel.digest = digest_tree(&sentinel.dir)?;
+        Ok(sentinel)
     }
 
     /// The sentinel's directory.
@@ -77,15 +84,20 @@ impl Sentinel {
     /// When anything was added, removed or changed (the message lists each
     /// difference), or the tree cannot be read.
     pub fn assert_unchanged(&self) {
-        let now = digest_tree(&self.dir)
+        let changes = self
+            .changes()
             .unwrap_or_else(|e| panic!("read sentinel {}: {e:#}", self.dir.display()));
-        let changes = diff(&self.digest, &now);
         assert!(
             changes.is_empty(),
             "sentinel {} changed:\n  {}",
             self.dir.display(),
             changes.join("\n  ")
         );
+    }
+
+    /// Differences between the tree now and at creation, one line each.
+    fn changes(&self) -> anyhow::Result<Vec<String>> {
+        Ok(diff(&self.digest, &digest_tree(&self.dir)?))
     }
 }
 
@@ -179,7 +191,12 @@ fn digest_into(root: &Path, rel: &Path, digest: &mut TreeDigest) -> anyhow::Resu
     let content = match kind {
         EntryKind::File => {
             let bytes = fs_err::read(&path)?;
-            Some(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+            Some(
+                Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            )
         }
         _ => None,
     };
@@ -258,8 +275,11 @@ mod tests {
         let root = dir.path().join("s");
         create_tree(&root).unwrap();
         let before = digest_tree(&root).unwrap();
-        fs_err::set_permissions(root.join("hello.txt"), std::fs::Permissions::from_mode(0o666))
-            .unwrap();
+        fs_err::set_permissions(
+            root.join("hello.txt"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         fs_err::remove_file(root.join("link")).unwrap();
         fs_err::os::unix::fs::symlink("/etc/shadow", root.join("link")).unwrap();
         fs_err::write(root.join("sub/new"), "").unwrap();
@@ -271,21 +291,33 @@ mod tests {
         assert!(text.contains("changed /sub:"), "{text}");
     }
 
+    // Deliberately without panics: a panic printing a backtrace on this thread
+    // while another test forks (`in_child`) could deadlock that child.
     #[test]
     fn sentinel_lifecycle() {
-        let sentinel = Sentinel::new("unit-lifecycle");
+        let sentinel = Sentinel::create("unit-lifecycle").unwrap();
         let dir = sentinel.path().to_owned();
         assert!(dir.join("sub/nested.txt").is_file());
-        sentinel.assert_unchanged();
-        let duplicate = std::panic::catch_unwind(|| Sentinel::new("unit-lifecycle"));
-        assert!(duplicate.is_err());
-        assert!(dir.exists(), "a refused duplicate must not remove the live one");
+        assert_eq!(sentinel.changes().unwrap(), Vec::<String>::new());
+        let duplicate = Sentinel::create("unit-lifecycle").unwrap_err();
+        assert_eq!(
+            format!("{duplicate:#}"),
+            "the tag is already in use in this process"
+        );
+        assert!(
+            dir.exists(),
+            "a refused duplicate must not remove the live one"
+        );
+        assert!(Sentinel::create("a/b").is_err());
         fs_err::write(dir.join("hello.txt"), "tampered").unwrap();
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            sentinel.assert_unchanged();
-        }));
-        assert!(caught.is_err());
+        let changes = sentinel.changes().unwrap();
+        assert!(
+            changes.iter().any(|c| c.starts_with("changed /hello.txt")),
+            "{changes:?}"
+        );
         drop(sentinel);
         assert!(!dir.exists());
+        // The tag is free again.
+        drop(Sentinel::create("unit-lifecycle").unwrap());
     }
 }

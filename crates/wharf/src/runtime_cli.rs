@@ -166,7 +166,7 @@ struct ExecArgs {
     #[arg(short, long)]
     tty: bool,
     /// uid[:gid].
-    #[arg(short, long)]
+    #[arg(short, long, allow_hyphen_values = true)]
     user: Option<String>,
     /// Extra supplementary group ids.
     #[arg(short = 'g', long = "additional-gids")]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Wharf's build, quick start and tests need.
+# Only Debian's package archive is used (no other network access).
+set -euo pipefail
+pkgs=(busybox-static uidmap strace gcc pkg-config procps iproute2)
+if [ "${1:-}" = "--test" ]; then
+    # References used side by side in tests and benchmarks (never by Wharf).
+    pkgs+=(runc crun containerd hyperfine time jq)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    echo "cargo is required (a Rust toolchain >= 1.85)" >&2
+    exit 1
+fi
