@@ -263,12 +263,30 @@ fn host_binary_cannot_be_reopened_for_writing() {
         "init's exe is not on a read-only mount"
     );
     rt.ok(&["delete", "-f", &id]);
-    let reopened = rustix::fs::open(
-        format!("/proc/self/fd/{}", handle.as_raw_fd()),
-        rustix::fs::OFlags::WRONLY,
-        rustix::fs::Mode::empty(),
+    // ETXTBSY while other tests execute the same binary; once it is idle
+    // the read-only mount must refuse the write.
+    let reopen = || {
+        rustix::fs::open(
+            format!("/proc/self/fd/{}", handle.as_raw_fd()),
+            rustix::fs::OFlags::WRONLY,
+            rustix::fs::Mode::empty(),
+        )
+    };
+    let mut last = reopen().map(drop);
+    for _ in 0..500 {
+        if last != Err(rustix::io::Errno::TXTBSY) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        last = reopen().map(drop);
+    }
+    assert!(
+        matches!(
+            last,
+            Err(rustix::io::Errno::ROFS | rustix::io::Errno::TXTBSY)
+        ),
+        "{last:?}"
     );
-    assert_eq!(reopened.err(), Some(rustix::io::Errno::ROFS));
     assert_eq!(fs_err::read(exe).unwrap(), before);
 }
 
