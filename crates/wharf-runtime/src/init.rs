@@ -89,8 +89,8 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         rootfs: &args.rootfs,
         in_userns,
     };
-    // Without a mount namespace of its own the container runs in the
-    // runtime's root, as runc does: nothing is mounted, nothing pivoted.
+    // Without a mount namespace of its own nothing may be mounted (it would
+    // land in the runtime's namespace): the init only chroots into the rootfs.
     let prepared = if args.plan.has(LinuxNamespaceType::Mount) {
         Some(rootfs::prepare(&setup)?)
     } else {
@@ -132,7 +132,14 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
             rootfs::enter(&args.rootfs, args.no_pivot)?;
             Some(prepared.devnull)
         }
-        None => None,
+        None => {
+            // The root is still the config's root: chroot into it.
+            rustix::process::chdir(&args.rootfs)
+                .step(|| format!("chdir to {}", args.rootfs.display()))?;
+            rustix::process::chroot(".").step(|| "chroot into the rootfs".into())?;
+            rustix::process::chdir("/").step(|| "chdir to /".into())?;
+            None
+        }
     };
 
     let linux = args.spec.linux().as_ref();

@@ -117,8 +117,7 @@ pub(crate) fn kill_processes_using(dir: &Path, extra: &[i32]) {
     let deadline = Instant::now() + KILL_DEADLINE;
     let mut first = true;
     loop {
-        let identities = BTreeSet::new();
-        let _ = rootfs_identities;
+        let identities = rootfs_identities(dir);
         let mut roots: Vec<i32> = all_pids()
             .into_iter()
             .filter(|&pid| pid != me && uses_dir(pid, dir, &identities))
