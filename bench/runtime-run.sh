@@ -31,7 +31,8 @@ reports median, mean, min and p90 latency, peak RSS and syscalls per run.
 
   -n N              timed runs per runtime (default 50)
   --wharf PATH      wharf's runc-compatible binary
-                    (default: $REPO_ROOT/target/release/wharf-runc)
+                    (default: /usr/local/bin/wharf-runc from scripts/install.sh,
+                    else $REPO_ROOT/target/release/wharf-runc)
   --runtimes LIST   space-separated runtimes: "wharf", or a name on PATH, or a path
                     (default: "wharf crun runc"; wharf left out if not built)
   -h, --help        this text
@@ -222,21 +223,22 @@ on_exit() {
     exit "$rc"
 }
 
-# resolve_runtime NAME: prints the binary of runtime NAME.
+# resolve_runtime NAME: prints the binary of runtime NAME, as an absolute path
+# that keeps its last symlink (wharf-runc is a link: its name selects the CLI).
 resolve_runtime() {
     local name=$1
     case $name in
         wharf)
-            [[ -x $WHARF ]] || die "wharf-runc not found at $WHARF (cargo build --release, or --wharf PATH)"
-            readlink -f "$WHARF"
+            [[ -x $WHARF ]] || die "wharf-runc not found at $WHARF (scripts/install.sh, or --wharf PATH)"
+            realpath -s "$WHARF"
             ;;
         */*)
             [[ -x $name ]] || die "runtime $name is not an executable"
-            readlink -f "$name"
+            realpath -s "$name"
             ;;
         *)
             command -v "$name" >/dev/null 2>&1 || die "runtime $name not found on PATH"
-            readlink -f "$(command -v "$name")"
+            realpath -s "$(command -v "$name")"
             ;;
     esac
 }
@@ -244,7 +246,8 @@ resolve_runtime() {
 main() {
     local invocation n=50 runtimes='' wharf_explicit=0
     invocation=$(shell_quote "$0" "$@")
-    WHARF=$REPO_ROOT/target/release/wharf-runc
+    WHARF=/usr/local/bin/wharf-runc
+    [[ -x $WHARF ]] || WHARF=$REPO_ROOT/target/release/wharf-runc
 
     while (($#)); do
         case $1 in

@@ -6,9 +6,14 @@
 set -euo pipefail
 prefix=${1:-/usr/local}
 cd "$(dirname "$0")/.."
-cargo build --release --locked --bin wharf
+# The installed binary is linked statically and non-PIE: no dynamic loader,
+# no relocation pass, so every container start maps and dirties fewer pages
+# (see BENCHMARKS.md). An explicit --target keeps proc-macros buildable.
+host=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+    cargo build --release --locked --bin wharf --target "$host"
 install -d "$prefix/bin"
-install -m 0755 target/release/wharf "$prefix/bin/wharf.new"
+install -m 0755 "target/$host/release/wharf" "$prefix/bin/wharf.new"
 mv -f "$prefix/bin/wharf.new" "$prefix/bin/wharf"
 ln -sfn wharf "$prefix/bin/wharf-runc"
 echo "installed $prefix/bin/wharf and $prefix/bin/wharf-runc"

@@ -86,10 +86,18 @@ impl CapPlan {
             caps::clear(None, CapSet::Ambient)
                 .map_err(io)
                 .step(|| "clear ambient capabilities".into())?;
+            // The kernel only raises an ambient capability that is both
+            // permitted and inheritable; configs written for runc list
+            // ambient caps with an empty inheritable set, and runc skips
+            // them, so do we.
             for cap in &self.ambient {
-                caps::raise(None, CapSet::Ambient, *cap)
-                    .map_err(io)
-                    .step(|| format!("raise ambient capability {cap}"))?;
+                if self.permitted.contains(cap) && self.inheritable.contains(cap) {
+                    caps::raise(None, CapSet::Ambient, *cap)
+                        .map_err(io)
+                        .step(|| format!("raise ambient capability {cap}"))?;
+                } else {
+                    tracing::debug!(capability = %cap, "ambient capability skipped: not permitted and inheritable");
+                }
             }
         }
         Ok(())

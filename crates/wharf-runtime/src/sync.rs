@@ -63,7 +63,16 @@ impl SyncSocket {
 
     /// Receives one message; `Ok(None)` when the peer has gone.
     pub(crate) fn recv(&self) -> io::Result<Option<Message>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        // Peek at the size first: most messages are a few bytes.
+        let mut probe = [0u8; 1];
+        let size = loop {
+            match rustix::net::recv(&self.fd, &mut probe, RecvFlags::PEEK | RecvFlags::TRUNC) {
+                Ok((_, total)) => break total,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut buf = vec![0u8; size.clamp(1, MAX_MESSAGE)];
         let (n, total) = loop {
             match rustix::net::recv(&self.fd, &mut buf, RecvFlags::TRUNC) {
                 Ok((n, total)) => break (n, total),
