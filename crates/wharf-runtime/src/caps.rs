@@ -59,7 +59,10 @@ impl CapPlan {
     /// Drops from the bounding set what the config does not list. Needs
     /// CAP_SETPCAP, so it runs before the user switch.
     pub(crate) fn apply_bounding(&self) -> Result<(), StepError> {
-        for cap in caps::runtime::thread_all_supported() {
+        // One read of cap_last_cap rather than a prctl probe per capability.
+        let supported = caps::runtime::procfs_all_supported(None)
+            .unwrap_or_else(|_| caps::runtime::thread_all_supported());
+        for cap in supported {
             if !self.bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(std::io::Error::other)
