@@ -215,6 +215,11 @@ pub(crate) fn validate(spec: &Spec) -> Result<()> {
     for mount in spec.mounts().as_deref().unwrap_or_default() {
         crate::mounts::check(mount)?;
     }
+    if !crate::mounts::idmapped_binds(spec)?.is_empty() && !plan.creates(LinuxNamespaceType::User) {
+        return Err(RuntimeError::config(
+            "idmapped mounts map to the container's user namespace: it needs a new one",
+        ));
+    }
     Ok(())
 }
 

@@ -198,12 +198,14 @@ pub(crate) fn create(
     if plan.single_clone() {
         if plan.creates(LinuxNamespaceType::User) {
             crate::idmap::write_maps(pid, &uid_maps, &gid_maps)?;
+            send_idmapped_mounts(&parent, &spec, pid)?;
             send(&parent, &Message::MapsWritten)?;
         }
     } else {
         if plan.creates(LinuxNamespaceType::User) {
             parent.expect(&Message::UsernsReady).map_err(init_failure)?;
             crate::idmap::write_maps(pid, &uid_maps, &gid_maps)?;
+            send_idmapped_mounts(&parent, &spec, pid)?;
             send(&parent, &Message::MapsWritten)?;
         }
         match parent.recv() {
@@ -257,6 +259,43 @@ pub(crate) fn create(
     }
     guard.commit();
     Ok(Created { record })
+}
+
+/// Clones each idmapped bind source on the host, idmaps it with the
+/// container's user namespace, and sends the detached trees to the init in
+/// config order (before `MapsWritten`).
+fn send_idmapped_mounts(sock: &SyncSocket, spec: &oci_spec::runtime::Spec, pid: i32) -> Result<()> {
+    let plans = crate::mounts::idmapped_binds(spec)?;
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let userns_path = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    let userns = rustix::fs::open(
+        &userns_path,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::host("open user namespace", &userns_path, e.into()))?;
+    for plan in plans {
+        let crate::mounts::Kind::Bind { source, recursive } = &plan.kind else {
+            continue;
+        };
+        let tree = wharf_sys::mount::clone_tree(rustix::fs::CWD, source, *recursive)
+            .map_err(|e| RuntimeError::host("clone idmapped mount source", source, e))?;
+        wharf_sys::mount::set_attrs(
+            tree.as_fd(),
+            *recursive,
+            wharf_sys::mount::MountAttrs {
+                set: wharf_sys::mount::ATTR_IDMAP,
+                ..Default::default()
+            },
+            Some(userns.as_fd()),
+        )
+        .map_err(|e| RuntimeError::host("idmap mount", source, e))?;
+        wharf_sys::console::send_fd(sock.as_fd(), tree.as_fd(), b"idmap")
+            .map_err(|e| RuntimeError::sys("send idmapped mount to the init", e))?;
+    }
+    Ok(())
 }
 
 fn send(sock: &SyncSocket, msg: &Message) -> Result<()> {

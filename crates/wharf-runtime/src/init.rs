@@ -52,6 +52,23 @@ pub(crate) fn run(args: InitArgs<'_>) -> ! {
     }
 }
 
+/// Receives the idmapped mount trees the runtime prepared (one per idmapped
+/// bind mount, in config order), then `MapsWritten`.
+fn recv_maps(args: &InitArgs<'_>) -> Result<Vec<OwnedFd>, StepError> {
+    let count = crate::mounts::idmapped_binds(args.spec)
+        .map_err(|e| step_err("plan idmapped mounts", e.to_string()))?
+        .len();
+    let mut trees = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut buf = [0u8; 16];
+        let (fd, _) = wharf_sys::console::recv_fd(args.sync.as_fd(), &mut buf)
+            .step(|| "receive an idmapped mount from the runtime".into())?;
+        trees.push(fd);
+    }
+    recv_expect(&args.sync, &Message::MapsWritten)?;
+    Ok(trees)
+}
+
 fn recv_expect(sync: &SyncSocket, expected: &Message) -> Result<(), StepError> {
     sync.expect(expected).map_err(|f| {
         step_err(
@@ -69,13 +86,15 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     rustix::process::umask(rustix::fs::Mode::empty());
 
     let creates_user = args.plan.creates(LinuxNamespaceType::User);
-    if args.plan.single_clone() {
+    let idmapped = if args.plan.single_clone() {
         if creates_user {
-            recv_expect(&args.sync, &Message::MapsWritten)?;
+            recv_maps(args)?
+        } else {
+            Vec::new()
         }
     } else {
-        join_and_unshare(args)?;
-    }
+        join_and_unshare(args)?
+    };
     let in_userns = args.plan.has(LinuxNamespaceType::User);
     if in_userns {
         // Become root of the new user namespace (the maps are written).
@@ -88,11 +107,12 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         spec: args.spec,
         rootfs: &args.rootfs,
         in_userns,
+        idmapped,
     };
     // Without a mount namespace of its own nothing may be mounted (it would
     // land in the runtime's namespace): the init only chroots into the rootfs.
     let prepared = if args.plan.has(LinuxNamespaceType::Mount) {
-        Some(rootfs::prepare(&setup)?)
+        Some(rootfs::prepare(setup)?)
     } else {
         tracing::warn!(
             "no mount namespace: the rootfs, mounts, masked and read-only paths are not set up"
@@ -211,7 +231,7 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
 /// write the id maps, and forks once more so the init lands in the new (or
 /// joined) pid and time namespaces. The intermediate process reports the
 /// init's pid and exits.
-fn join_and_unshare(args: &InitArgs<'_>) -> Result<(), StepError> {
+fn join_and_unshare(args: &InitArgs<'_>) -> Result<Vec<OwnedFd>, StepError> {
     for (typ, path) in &args.plan.join {
         let file = rustix::fs::open(
             path,
@@ -225,11 +245,12 @@ fn join_and_unshare(args: &InitArgs<'_>) -> Result<(), StepError> {
     if args.plan.create != 0 {
         wharf_sys::process::unshare(args.plan.create).step(|| "unshare namespaces".into())?;
     }
+    let mut idmapped = Vec::new();
     if args.plan.creates(LinuxNamespaceType::User) {
         args.sync
             .send(&Message::UsernsReady)
             .step(|| "report user namespace".into())?;
-        recv_expect(&args.sync, &Message::MapsWritten)?;
+        idmapped = recv_maps(args)?;
     }
     if let Some(offsets) = args
         .spec
@@ -251,7 +272,7 @@ fn join_and_unshare(args: &InitArgs<'_>) -> Result<(), StepError> {
     }
     // The intermediate only sends one message and exits.
     match fork_with(libc::CLONE_PARENT as u64).step(|| "fork the init".into())? {
-        Forked::Child => Ok(()),
+        Forked::Child => Ok(idmapped),
         Forked::Parent(pid) => {
             let _ = args.sync.send(&Message::Pid(pid.as_raw_nonzero().get()));
             exit_now(0)

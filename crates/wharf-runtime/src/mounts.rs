@@ -53,6 +53,20 @@ pub(crate) struct Plan {
     pub(crate) idmap: bool,
 }
 
+/// The idmapped bind mounts of a config, in order: the runtime prepares
+/// them on the host side (setting an idmap needs privilege over the source
+/// filesystem, which the container's root lacks) and hands them to the init.
+pub(crate) fn idmapped_binds(spec: &oci_spec::runtime::Spec) -> Result<Vec<Plan>> {
+    let mut out = Vec::new();
+    for mount in spec.mounts().as_deref().unwrap_or_default() {
+        let plan = plan(mount)?;
+        if plan.idmap && matches!(plan.kind, Kind::Bind { .. }) {
+            out.push(plan);
+        }
+    }
+    Ok(out)
+}
+
 /// Makes `dest` absolute and lexically clean (`..` cannot climb above `/`).
 pub(crate) fn clean_destination(dest: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");

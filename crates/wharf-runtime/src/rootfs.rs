@@ -41,6 +41,8 @@ pub(crate) struct RootfsSetup<'a> {
     /// The container has a user namespace of its own: device nodes cannot
     /// be created, host devices are bind-mounted instead.
     pub(crate) in_userns: bool,
+    /// Idmapped bind mounts prepared by the runtime, in config order.
+    pub(crate) idmapped: Vec<OwnedFd>,
 }
 
 /// The result of [`prepare`]: the rootfs, opened.
@@ -53,7 +55,7 @@ pub(crate) struct PreparedRoot {
 }
 
 /// Mounts everything up to (not including) pivot_root.
-pub(crate) fn prepare(setup: &RootfsSetup<'_>) -> StepResult<PreparedRoot> {
+pub(crate) fn prepare(setup: RootfsSetup<'_>) -> StepResult<PreparedRoot> {
     let linux = setup.spec.linux().as_ref();
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => libc::MS_SLAVE | libc::MS_REC,
@@ -75,13 +77,23 @@ pub(crate) fn prepare(setup: &RootfsSetup<'_>) -> StepResult<PreparedRoot> {
     let devnull = open_devnull()?;
 
     let mut dev_mounted = false;
+    let mut idmapped = setup.idmapped.into_iter();
     for mount in setup.spec.mounts().as_deref().unwrap_or_default() {
         let plan = mounts::plan(mount).map_err(|e| step_err("plan mount", e.to_string()))?;
-        mount_entry(&root, &plan, setup.in_userns)
+        let prepared = match plan.kind {
+            Kind::Bind { .. } if plan.idmap => Some(idmapped.next().ok_or_else(|| {
+                step_err(
+                    "idmapped mount",
+                    "the runtime sent fewer idmapped mounts than configured",
+                )
+            })?),
+            _ => None,
+        };
+        mount_entry(&root, &plan, setup.in_userns, prepared)
             .map_err(|e| prefix(e, &format!("mount {}", plan.destination.display())))?;
         dev_mounted |= plan.destination == Path::new("/dev");
     }
-    create_devices(&root, setup, dev_mounted)?;
+    create_devices(&root, setup.spec, setup.in_userns, dev_mounted)?;
     Ok(PreparedRoot { root, devnull })
 }
 
@@ -217,29 +229,18 @@ fn refuse_symlink(root: &Root, dest: &Path) -> StepResult {
     }
 }
 
-fn mount_entry(root: &Root, plan: &Plan, in_userns: bool) -> StepResult {
+fn mount_entry(root: &Root, plan: &Plan, in_userns: bool, idmapped: Option<OwnedFd>) -> StepResult {
     let tree = match &plan.kind {
         Kind::Bind { source, recursive } => {
             let st = rustix::fs::stat(source)
                 .step(|| format!("stat bind source {}", source.display()))?;
             let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
             let target = mount_point(root, &plan.destination, is_dir)?;
-            let tree = sysmount::clone_tree(rustix::fs::CWD, source, *recursive)
-                .step(|| format!("clone bind source {}", source.display()))?;
-            if plan.idmap {
-                let userns = sysmount::open_path(Path::new("/proc/self/ns/user"))
-                    .step(|| "open user namespace for idmapped mount".into())?;
-                sysmount::set_attrs(
-                    tree.as_fd(),
-                    *recursive,
-                    MountAttrs {
-                        set: sysmount::ATTR_IDMAP,
-                        ..MountAttrs::default()
-                    },
-                    Some(userns.as_fd()),
-                )
-                .step(|| "idmap bind mount".into())?;
-            }
+            let tree = match idmapped {
+                Some(tree) => tree,
+                None => sysmount::clone_tree(rustix::fs::CWD, source, *recursive)
+                    .step(|| format!("clone bind source {}", source.display()))?,
+            };
             apply_attrs(tree.as_fd(), plan)?;
             sysmount::attach(tree.as_fd(), target.as_fd()).step(|| "attach bind mount".into())?;
             tree
@@ -313,9 +314,8 @@ fn apply_attrs(tree: BorrowedFd<'_>, plan: &Plan) -> StepResult {
 }
 
 /// Creates the default and configured devices and the `/dev` symlinks.
-fn create_devices(root: &Root, setup: &RootfsSetup<'_>, dev_mounted: bool) -> StepResult {
-    let configured = setup
-        .spec
+fn create_devices(root: &Root, spec: &Spec, in_userns: bool, dev_mounted: bool) -> StepResult {
+    let configured = spec
         .linux()
         .as_ref()
         .and_then(|l| l.devices().clone())
@@ -341,7 +341,7 @@ fn create_devices(root: &Root, setup: &RootfsSetup<'_>, dev_mounted: bool) -> St
     }
     for (path, kind, major, minor, mode, uid, gid) in devices {
         let path = mounts::clean_destination(&path);
-        if setup.in_userns {
+        if in_userns {
             bind_host_device(root, &path)?;
         } else {
             make_device(root, &path, kind, major, minor, mode, uid, gid)?;

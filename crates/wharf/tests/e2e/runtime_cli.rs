@@ -823,3 +823,159 @@ pub fn bind_mount(s: &mut oci_spec::runtime::Spec, src: &Path, dest: &str, ro: b
     );
     s.set_mounts(Some(mounts));
 }
+
+#[test]
+fn time_namespace_offsets_shift_the_container_clocks() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let builder = busybox().spec_mut(|s| {
+        let linux = s.linux_mut().as_mut().unwrap();
+        let mut ns = linux.namespaces().clone().unwrap();
+        ns.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Time).build().unwrap());
+        linux.set_namespaces(Some(ns));
+        let offsets: std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset> =
+            serde_json::from_value(serde_json::json!({"boottime": {"secs": 86400 * 365}, "monotonic": {"secs": 86400}})).unwrap();
+        linux.set_time_offsets(Some(offsets));
+    });
+    let out = rt.sh(builder, "cut -d. -f1 /proc/uptime");
+    let inside: u64 = out.trim().parse().unwrap();
+    let host: f64 = fs_err::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        inside >= 86400 * 365 && (inside as f64) < host + 86400.0 * 365.0 + 60.0,
+        "{inside} vs host {host}"
+    );
+}
+
+#[test]
+fn personality_no_pivot_propagation_and_domainname() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let builder = busybox().spec_mut(|s| {
+        let linux = s.linux_mut().as_mut().unwrap();
+        let p: oci_spec::runtime::LinuxPersonality =
+            serde_json::from_value(serde_json::json!({"domain": "LINUX32"})).unwrap();
+        linux.set_personality(Some(p));
+        linux.set_rootfs_propagation(Some("rprivate".into()));
+        s.set_domainname(Some("wharf.test".into()));
+    });
+    let bundle = env.bundle(
+        "persona",
+        builder.args(&[
+            "sh",
+            "-c",
+            "uname -m; domainname; grep ' / / ' /proc/self/mountinfo | grep -c shared",
+        ]),
+    );
+    let id = env.name();
+    let out = rt.output(&["run", "--no-pivot", "--bundle", path_str(&bundle.dir), &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // grep -c prints 0 and exits 1 when the root mount is not shared.
+    assert_eq!(
+        stdout,
+        "i686\nwharf.test\n0\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn idmapped_bind_mount_shows_host_root_files_as_container_root() {
+    require!(Root, Busybox, UserNs);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let data = env.path().join("idmapped");
+    fs_err::create_dir(&data).unwrap();
+    fs_err::write(data.join("f"), "x").unwrap();
+    let builder = busybox()
+        .with_user_namespace(300_000, 65_536)
+        .spec_mut(|s| {
+            let mut mounts = s.mounts().clone().unwrap();
+            mounts.push(
+                MountBuilder::default()
+                    .destination("/idmapped")
+                    .typ("bind")
+                    .source(&data)
+                    .options(vec!["bind".into(), "idmap".into()])
+                    .build()
+                    .unwrap(),
+            );
+            s.set_mounts(Some(mounts));
+        });
+    let bundle = env.bundle(
+        "idmap",
+        builder.args(&[
+            "sh",
+            "-c",
+            "stat -c %u:%g /idmapped/f; touch /idmapped/g && stat -c %u /idmapped/g",
+        ]),
+    );
+    fs_err::create_dir(bundle.rootfs.join("idmapped")).unwrap();
+    let (code, out, err) = rt.run(&bundle);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "0:0\n0\n");
+    // Written as the container's root through the idmapped mount: host root.
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&fs_err::metadata(data.join("g")).unwrap()),
+        0
+    );
+}
+
+#[test]
+fn kill_all_and_ps_table_cover_every_process() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle(
+        "all",
+        busybox().args(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]),
+    );
+    let id = rt.create(&bundle);
+    rt.ok(&["start", &id]);
+    assert!(eventually(|| serde_json::from_str::<Vec<i32>>(
+        &rt.ok(&["ps", "-f", "json", &id])
+    )
+    .unwrap()
+    .len()
+        == 3));
+    let table = rt.ok(&["ps", &id]);
+    assert!(table.lines().next().unwrap().contains("PID"));
+    assert_eq!(
+        table.lines().filter(|l| l.ends_with(" sleep 1000")).count(),
+        2,
+        "{table}"
+    );
+    let exec_fds = rt.ok(&["exec", &id, "ls", "/proc/self/fd"]);
+    assert_eq!(
+        exec_fds, "0\n1\n2\n3\n",
+        "exec'd process inherits only stdio (3 is ls's own)"
+    );
+    rt.ok(&["kill", "--all", &id, "KILL"]);
+    assert!(eventually(|| rt.state(&id)["status"] == "stopped"));
+    rt.ok(&["delete", &id]);
+}
+
+#[test]
+fn uids_that_do_not_fit_are_rejected_never_root() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    for uid in ["4294967296", "-1", "\"0\"", "1.5"] {
+        let bundle = env.bundle(&env.name(), busybox().args(&["id", "-u"]));
+        let config = fs_err::read_to_string(bundle.config_path()).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+        json["process"]["user"]["uid"] = serde_json::from_str(uid).unwrap();
+        fs_err::write(bundle.config_path(), json.to_string()).unwrap();
+        let (code, out, err) = rt.run(&bundle);
+        assert_ne!(code, 0, "uid {uid} ran: {out}");
+        assert!(err.contains("config.json"), "{uid}: {err}");
+        assert!(out.is_empty());
+    }
+}

@@ -325,3 +325,55 @@ fn created_init_holds_no_host_directory_descriptor() {
     }
     rt.ok(&["delete", &id]);
 }
+
+/// CVE-2021-30465 / CVE-2024-45310 class: a path component swapped between
+/// a directory and a symlink to the host while mount points are created and
+/// mounted. Every mount must land inside the rootfs; the host is untouched.
+#[test]
+fn racing_symlink_swap_never_mounts_or_creates_on_the_host() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let sentinel = Sentinel::new("race");
+    let builder = BundleBuilder::new().args(&["true"]).spec_mut(|s| {
+        let mut mounts = s.mounts().clone().unwrap();
+        for dest in ["/vol/a/b/c", "/vol/a/tmp"] {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(dest)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .build()
+                    .unwrap(),
+            );
+        }
+        s.set_mounts(Some(mounts));
+    });
+    let bundle = env.bundle("race", builder);
+    let vol = bundle.rootfs.join("vol");
+    fs_err::create_dir_all(vol.join("a")).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        let (vol, target) = (vol.clone(), sentinel.path().to_path_buf());
+        std::thread::spawn(move || {
+            let (a, tmp) = (vol.join("a"), vol.join("a.swap"));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // a: directory -> symlink to the host sentinel -> directory.
+                let _ = fs_err::rename(&a, &tmp);
+                let _ = std::os::unix::fs::symlink(&target, &a);
+                std::thread::yield_now();
+                let _ = fs_err::remove_file(&a);
+                let _ = fs_err::rename(&tmp, &a);
+            }
+        })
+    };
+    for _ in 0..40 {
+        let _ = rt.run(&bundle);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    racer.join().unwrap();
+    sentinel.assert_unchanged();
+    assert!(wharf_testkit::leaked_mounts(sentinel.path().to_str().unwrap()).is_empty());
+    assert!(rt.ok(&["list", "-q"]).is_empty());
+}
