@@ -266,8 +266,9 @@ fn join_and_unshare(args: &InitArgs<'_>) -> Result<Vec<OwnedFd>, StepError> {
                 off.nanosecs().unwrap_or(0)
             ));
         }
-        let mut f = wharf_sys::procfs::open_self("timens_offsets", rustix::fs::OFlags::WRONLY)
-            .step(|| "open timens_offsets".into())?;
+        let mut f =
+            wharf_sys::procfs::open_process_self("timens_offsets", rustix::fs::OFlags::WRONLY)
+                .step(|| "open timens_offsets".into())?;
         std::io::Write::write_all(&mut f, text.as_bytes()).step(|| "write time offsets".into())?;
     }
     // The intermediate only sends one message and exits.

@@ -47,6 +47,14 @@ pub fn open_self(subpath: &str, oflags: rustix::fs::OFlags) -> io::Result<File> 
     .map_err(to_io)
 }
 
+/// Opens `subpath` relative to `/proc/self`, for files that exist per
+/// process but not per thread (e.g. `timens_offsets`).
+pub fn open_process_self(subpath: &str, oflags: rustix::fs::OFlags) -> io::Result<File> {
+    let proc = ProcfsHandle::new().map_err(to_io)?;
+    proc.open(ProcfsBase::ProcSelf, Path::new(subpath), flags(oflags))
+        .map_err(to_io)
+}
+
 /// Opens `subpath` relative to `/proc/<pid>` (e.g. `uid_map`).
 pub fn open_pid(pid: i32, subpath: &str, oflags: rustix::fs::OFlags) -> io::Result<File> {
     let proc = ProcfsHandle::new().map_err(to_io)?;
