@@ -979,3 +979,100 @@ fn uids_that_do_not_fit_are_rejected_never_root() {
         assert!(out.is_empty());
     }
 }
+
+/// `run` and `exec` in the foreground relay the terminal when
+/// `process.terminal` is set and no console socket is given (under
+/// script(1), which gives the runtime a terminal of its own).
+#[test]
+fn foreground_run_and_exec_relay_the_terminal() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let wharf = env!("CARGO_BIN_EXE_wharf");
+    let root = env.root();
+    let script = |cmd: String, input: &str| {
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+        )
+    };
+    let bundle = env.bundle(
+        "tty",
+        busybox()
+            .terminal(true)
+            .args(&["sh", "-c", "tty; read x; echo got:$x; exit 3"]),
+    );
+    let (code, out) = script(
+        format!(
+            "{wharf} runtime --root {} run --bundle {} {}",
+            root.display(),
+            bundle.dir.display(),
+            env.name()
+        ),
+        "hello\n",
+    );
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("/dev/pts/0\n") && out.contains("got:hello\n"),
+        "{out}"
+    );
+
+    let bg = env.bundle("bg", busybox().args(&["sleep", "1000"]));
+    let id = rt.create(&bg);
+    rt.ok(&["start", &id]);
+    let (code, out) = script(
+        format!("{wharf} runtime --root {} exec -t {id} sh -c 'test -t 0 && echo is-a-tty; read x; exit 4'", root.display()),
+        "x\n",
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("is-a-tty"), "{out}");
+    rt.ok(&["delete", "-f", &id]);
+}
+
+/// `--log` with `--log-format json` gets runc's logrus lines: containerd
+/// reads the last `"level":"error"` entry to report why a create failed.
+#[test]
+fn errors_are_logged_as_json_for_containerd() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle("logjson", busybox().args(&["/no/such/program"]));
+    let log = env.path().join("log.json");
+    let out = rt
+        .cmd()
+        .args([
+            "--log",
+            path_str(&log),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            path_str(&bundle.dir),
+            &env.name(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let last = fs_err::read_to_string(&log).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(entry["level"], "error");
+    assert!(
+        entry["msg"].as_str().unwrap().contains("/no/such/program"),
+        "{entry}"
+    );
+    assert!(entry["time"].as_str().unwrap().ends_with('Z'));
+}
