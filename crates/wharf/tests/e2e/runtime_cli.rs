@@ -754,7 +754,7 @@ fn terminal_is_sent_over_the_console_socket() {
             .args(&[
                 "sh",
                 "-c",
-                "tty; stat -c %t /dev/console; test -t 0 && echo stdin-tty",
+                "tty; stat -c %t /dev/console; test -t 0 && echo stdin-tty; stty size",
             ])
             .spec_mut(|s| {
                 let size: oci_spec::runtime::Box =
@@ -792,7 +792,7 @@ fn terminal_is_sent_over_the_console_socket() {
         }
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert_eq!(out.replace('\r', ""), "/dev/pts/0\n88\nstdin-tty\n");
+    assert_eq!(out.replace('\r', ""), "/dev/pts/0\n88\nstdin-tty\n40 120\n");
     assert!(eventually(|| rt.state(&id)["status"] == "stopped"));
     rt.ok(&["delete", &id]);
 }
@@ -1075,4 +1075,36 @@ fn errors_are_logged_as_json_for_containerd() {
         "{entry}"
     );
     assert!(entry["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn io_priority_and_apparmor_without_apparmor() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let builder = busybox().spec_mut(|s| {
+        let prio: oci_spec::runtime::LinuxIOPriority = serde_json::from_value(
+            serde_json::json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+        )
+        .unwrap();
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_io_priority(Some(prio));
+    });
+    assert_eq!(rt.sh(builder, "ionice -p $$"), "idle\n");
+    if !Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        let bundle = env.bundle(
+            "aa",
+            busybox().spec_mut(|s| {
+                s.process_mut()
+                    .as_mut()
+                    .unwrap()
+                    .set_apparmor_profile(Some("wharf-default".into()));
+            }),
+        );
+        let (code, _, err) = rt.run(&bundle);
+        assert_ne!(code, 0);
+        assert!(err.contains("AppArmor is not enabled"), "{err}");
+    }
 }
