@@ -180,8 +180,6 @@ pub(crate) fn mount(
             .step(|| format!("attach cgroup {}", name.display()))?;
     }
     if ro {
-        let fd = root.resolve(dest).step(|| "resolve cgroup mount".into())?;
-        let _ = fd;
         sysmount::set_attrs(
             tmpfs.as_fd(),
             false,

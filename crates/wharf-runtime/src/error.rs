@@ -99,6 +99,13 @@ pub enum RuntimeError {
         /// The error chain, rendered by the init.
         chain: String,
     },
+    /// Setting up or starting an exec'd process failed inside the container
+    /// (the message is that process's rendered error chain).
+    #[error("exec in container: {chain}")]
+    Exec {
+        /// The error chain, rendered by the process.
+        chain: String,
+    },
     /// A hook failed or timed out.
     #[error("{phase} hook {}: {reason}", path.display())]
     Hook {
@@ -155,6 +162,7 @@ impl RuntimeError {
             | Self::Sys { .. }
             | Self::Signal { .. }
             | Self::Init { .. }
+            | Self::Exec { .. }
             | Self::Hook { .. } => ErrorKind::Internal,
         }
     }

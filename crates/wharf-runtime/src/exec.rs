@@ -61,8 +61,6 @@ pub struct ExecRequest {
     pub id: ContainerId,
     /// What to run.
     pub process: ExecProcess,
-    /// Return once it started, without waiting.
-    pub detach: bool,
     /// Where to write its pid.
     pub pid_file: Option<PathBuf>,
     /// Unix socket to send its terminal master to.
@@ -114,7 +112,7 @@ fn merge(base: &Process, o: &ExecOverrides) -> Result<(Process, Vec<String>)> {
     Ok((p, o.caps.clone()))
 }
 
-/// Runs the process; returns its exit status (0 when detached).
+/// Starts the process; the caller waits for it (foreground) or not.
 pub(crate) fn exec(
     root: &StateRoot,
     req: &ExecRequest,
@@ -207,11 +205,11 @@ pub(crate) fn exec(
             Ok(Some(Message::Pid(p))) => pid = p,
             Ok(Some(Message::Error(chain))) => {
                 reap(first);
-                return Err(RuntimeError::Init { chain });
+                return Err(RuntimeError::Exec { chain });
             }
             other => {
                 reap(first);
-                return Err(RuntimeError::Init {
+                return Err(RuntimeError::Exec {
                     chain: format!("expected the process's pid, got {other:?}"),
                 });
             }
@@ -224,11 +222,11 @@ pub(crate) fn exec(
         Ok(Some(Message::Ready)) => {}
         Ok(Some(Message::Error(chain))) => {
             reap(pid);
-            return Err(RuntimeError::Init { chain });
+            return Err(RuntimeError::Exec { chain });
         }
         other => {
             reap(pid);
-            return Err(RuntimeError::Init {
+            return Err(RuntimeError::Exec {
                 chain: format!("exec process: unexpected {other:?}"),
             });
         }
@@ -237,11 +235,11 @@ pub(crate) fn exec(
         Ok(None) => {}
         Ok(Some(Message::Error(chain))) => {
             reap(pid);
-            return Err(RuntimeError::Init { chain });
+            return Err(RuntimeError::Exec { chain });
         }
         other => {
             reap(pid);
-            return Err(RuntimeError::Init {
+            return Err(RuntimeError::Exec {
                 chain: format!("exec process: unexpected {other:?}"),
             });
         }

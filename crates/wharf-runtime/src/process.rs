@@ -300,7 +300,8 @@ fn find_executable(root: &Root, name: &str, env: &[String]) -> StepResult<PathBu
     };
     if name.contains('/') {
         let path = PathBuf::from(name);
-        return if path.is_absolute() && is_exec(&path) || !path.is_absolute() {
+        // A relative path is relative to the cwd, which is not entered yet.
+        return if !path.is_absolute() || is_exec(&path) {
             Ok(path)
         } else {
             Err(step_err(

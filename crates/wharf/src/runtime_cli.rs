@@ -411,7 +411,6 @@ fn exec(rt: &Runtime, a: &ExecArgs) -> anyhow::Result<i32> {
     let req = ExecRequest {
         id: ContainerId::parse(&a.id)?,
         process,
-        detach: a.detach,
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: preserved(a.preserve_fds)?,
