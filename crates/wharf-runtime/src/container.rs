@@ -397,11 +397,15 @@ pub(crate) fn kill(root: &StateRoot, id: &ContainerId, signal: i32, all: bool) -
     }
     if all {
         for pid in pids(&record)? {
-            if pid != record.pid {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::try_from(signal).ok(),
-                );
+            if pid == record.pid {
+                continue;
+            }
+            // A process that exited meanwhile is fine; a pidfd keeps the
+            // signal from reaching a process that reused the number.
+            if let Some(fd) = rustix::process::Pid::from_raw(pid).and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            }) {
+                let _ = wharf_sys::process::pidfd_send_signal(fd.as_fd(), signal);
             }
         }
     }

@@ -90,7 +90,10 @@ impl Runtime {
     pub fn run(&self, req: &CreateRequest, attach: Attach) -> Result<i32> {
         if attach == Attach::Detach {
             container::create(&self.root, req, None)?;
-            container::start(&self.root, &req.id)?;
+            if let Err(e) = container::start(&self.root, &req.id) {
+                let _ = container::delete(&self.root, &req.id, true);
+                return Err(e);
+            }
             return Ok(0);
         }
         let block = foreground::SignalBlock::new()?;
