@@ -395,32 +395,40 @@ pub(crate) fn kill(root: &StateRoot, id: &ContainerId, signal: i32, all: bool) -
             status: status.as_str(),
         });
     }
-    if all {
-        for pid in pids(&record)? {
-            if pid == record.pid {
-                continue;
-            }
-            // A process that exited meanwhile is fine; a pidfd keeps the
-            // signal from reaching a process that reused the number.
-            if let Some(fd) = rustix::process::Pid::from_raw(pid).and_then(|p| {
-                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-            }) {
-                let _ = wharf_sys::process::pidfd_send_signal(fd.as_fd(), signal);
-            }
-        }
-    }
-    let pidfd = init_pidfd(&record).ok_or_else(|| RuntimeError::WrongStatus {
+    let init = init_pidfd(&record).ok_or_else(|| RuntimeError::WrongStatus {
         op: "kill",
         id: id.to_string(),
         status: Status::Stopped.as_str(),
     })?;
-    wharf_sys::process::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|source| {
-        RuntimeError::Signal {
+    // With --all, pin every process with a pidfd before signalling any: a
+    // process that exits meanwhile is fine, a reused pid is never hit.
+    let others: Vec<OwnedFd> = if all {
+        pids(&record)?
+            .into_iter()
+            .filter(|pid| *pid != record.pid)
+            .filter_map(rustix::process::Pid::from_raw)
+            .filter_map(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let sent = wharf_sys::process::pidfd_send_signal(init.as_fd(), signal);
+    for fd in &others {
+        let _ = wharf_sys::process::pidfd_send_signal(fd.as_fd(), signal);
+    }
+    match sent {
+        Ok(()) => Ok(()),
+        // The init exited after the status check; with --all the others
+        // were still signalled.
+        Err(e) if all && e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(source) => Err(RuntimeError::Signal {
             id: id.to_string(),
             signal,
             source,
-        }
-    })
+        }),
+    }
 }
 
 /// Waits until the process `pidfd` refers to has exited.
