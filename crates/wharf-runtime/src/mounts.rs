@@ -1,7 +1,7 @@
 //! OCI `mounts` entries: checking them, turning their options into a plan,
 //! and mounting one onto a descriptor inside the rootfs.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 use wharf_sys::mount::{self as sysmount, FsOption};
@@ -69,17 +69,7 @@ pub(crate) fn idmapped_binds(spec: &oci_spec::runtime::Spec) -> Result<Vec<Plan>
 
 /// Makes `dest` absolute and lexically clean (`..` cannot climb above `/`).
 pub(crate) fn clean_destination(dest: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for comp in dest.components() {
-        match comp {
-            Component::Normal(c) => out.push(c),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+    wharf_sys::root::lexically_clean(dest)
 }
 
 /// Checks a mount entry before anything is created.

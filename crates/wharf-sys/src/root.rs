@@ -27,8 +27,8 @@ fn to_io(err: pathrs::error::Error) -> io::Error {
 const MAX_SYMLINK_EXPANSIONS: usize = 40;
 
 /// `path` made absolute with `.` and `..` applied lexically; `..` never
-/// climbs above `/`.
-fn lexically_clean(path: &Path) -> PathBuf {
+/// climbs above `/` (how a path inside a root reads once chrooted).
+pub fn lexically_clean(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for comp in path.components() {
         match comp {
