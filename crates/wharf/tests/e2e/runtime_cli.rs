@@ -584,6 +584,7 @@ fn hooks_run_in_order_with_state_on_stdin() {
         let hooks: oci_spec::runtime::Hooks = serde_json::from_value(serde_json::json!({
             "prestart": [hook("prestart")],
             "createRuntime": [hook("createRuntime")],
+            "createContainer": [hook("createContainer")],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")],
             "startContainer": [in_container("startContainer")]
@@ -594,7 +595,8 @@ fn hooks_run_in_order_with_state_on_stdin() {
     rt.sh(builder, "true");
     assert_eq!(
         fs_err::read_to_string(&log).unwrap(),
-        "prestart \"status\":\"creating\"\ncreateRuntime \"status\":\"creating\"\npoststart \"status\":\"running\"\npoststop \"status\":\"stopped\"\n"
+        "prestart \"status\":\"creating\"\ncreateRuntime \"status\":\"creating\"\n\
+         createContainer \"status\":\"creating\"\npoststart \"status\":\"running\"\npoststop \"status\":\"stopped\"\n"
     );
     assert_eq!(
         fs_err::read_to_string(log_dir.join("log")).unwrap(),
