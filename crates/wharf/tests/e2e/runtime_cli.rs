@@ -1093,8 +1093,16 @@ fn io_priority_and_apparmor_without_apparmor() {
             .as_mut()
             .unwrap()
             .set_io_priority(Some(prio));
+        let sched: oci_spec::runtime::Scheduler =
+            serde_json::from_value(serde_json::json!({"policy": "SCHED_BATCH", "nice": 5}))
+                .unwrap();
+        s.process_mut().as_mut().unwrap().set_scheduler(Some(sched));
     });
-    assert_eq!(rt.sh(builder, "ionice -p $$"), "idle\n");
+    // /proc/<pid>/stat: field 19 is the nice value, 41 the policy (3 = BATCH).
+    assert_eq!(
+        rt.sh(builder, "ionice -p $$; cut -d' ' -f19,41 /proc/$$/stat"),
+        "idle\n5 3\n"
+    );
     if !Path::new("/sys/module/apparmor/parameters/enabled").exists() {
         let bundle = env.bundle(
             "aa",
