@@ -40,12 +40,9 @@ pub(crate) fn run(args: InitArgs<'_>) -> ! {
         Err(err) => {
             let chain = render_chain(&err);
             if args.sync.send(&Message::Error(chain.clone())).is_err() {
-                // The parent is gone (the container was started): the
-                // container's stderr is all that is left.
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    format!("wharf init: {chain}\n").as_bytes(),
-                );
+                // The runtime is gone (the container was started): the log
+                // is all that is left.
+                tracing::error!(error = %chain, "container init failed after start");
             }
             exit_now(127)
         }
