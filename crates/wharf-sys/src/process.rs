@@ -202,8 +202,10 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     Ok(rustix::process::set_parent_process_death_signal(sig)?)
 }
 
-/// Unblocks every signal and restores the default disposition of each
-/// (Rust ignores SIGPIPE at start-up; ignored signals survive `execve`).
+/// Unblocks every signal and restores the default disposition of each one
+/// that is ignored or caught (Rust ignores SIGPIPE at start-up; ignored
+/// signals survive `execve`). The ignored/caught sets come from one read of
+/// `/proc/thread-self/status`; without procfs every signal is reset.
 pub fn reset_signals() -> io::Result<()> {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -214,15 +216,63 @@ pub fn reset_signals() -> io::Result<()> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    let changed = changed_dispositions().unwrap_or(u64::MAX);
     for sig in 1..=libc::SIGRTMAX() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || changed & (1u64 << (sig - 1)) == 0 {
             continue;
         }
-        // SAFETY: SIG_DFL installs no handler code; invalid numbers (those
-        // glibc reserves) fail with EINVAL, which is ignored.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // glibc refuses the two real-time signals it reserves (32, 33), yet a
+        // caller may have ignored them: use the raw syscall.
+        let action = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: `action` is a kernel `struct sigaction` (handler, flags,
+        // restorer, 64-bit mask) that outlives the call; SIG_DFL installs no
+        // handler code; the old action is not requested.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &action as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
     Ok(())
+}
+
+/// The kernel's `struct sigaction` on x86_64 and aarch64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The signals whose disposition is not the default (`SigIgn | SigCgt`).
+fn changed_dispositions() -> Option<u64> {
+    use std::io::Read;
+    let mut status = String::new();
+    crate::procfs::open_self("status", rustix::fs::OFlags::RDONLY)
+        .ok()?
+        .read_to_string(&mut status)
+        .ok()?;
+    parse_sig_masks(&status)
+}
+
+fn parse_sig_masks(status: &str) -> Option<u64> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    Some(field("SigIgn:")? | field("SigCgt:")?)
 }
 
 /// Namespace flags [`unshare`] and [`setns`] accept.
@@ -280,4 +330,25 @@ pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, signal: i32) -> io:
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_masks_parse() {
+        let status = "Name:\tx\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000180000002\n";
+        assert_eq!(parse_sig_masks(status), Some(0x0000_0001_8000_1002));
+        assert_eq!(parse_sig_masks("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_ignores_sigpipe() {
+        // The Rust runtime ignores SIGPIPE (bit 13).
+        assert_ne!(
+            changed_dispositions().unwrap() & (1 << (libc::SIGPIPE - 1)),
+            0
+        );
+    }
 }

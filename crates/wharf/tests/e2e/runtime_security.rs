@@ -377,3 +377,34 @@ fn racing_symlink_swap_never_mounts_or_creates_on_the_host() {
     assert!(wharf_testkit::leaked_mounts(sentinel.path().to_str().unwrap()).is_empty());
     assert!(rt.ok(&["list", "-q"]).is_empty());
 }
+
+/// Signals the runtime's caller ignores (or the Rust runtime's SIGPIPE) are
+/// not inherited: the container starts with default dispositions and an
+/// empty signal mask.
+#[test]
+fn container_starts_with_default_signal_dispositions() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle(
+        "signals",
+        BundleBuilder::new().args(&["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]),
+    );
+    let mut cmd = rt.cmd();
+    cmd.args(["run", "--bundle", path_str(&bundle.dir), &env.name()]);
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("trap '' HUP INT USR1; exec \"$@\"")
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
