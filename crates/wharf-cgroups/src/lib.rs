@@ -1,0 +1,27 @@
+//! cgroup v1 and v2 managers behind one [`Manager`] trait: detecting the
+//! host's hierarchies ([`Hierarchy::detect`]), creating a cgroup for an OCI
+//! `cgroupsPath`, applying `linux.resources` (with runc's v1→v2 conversions),
+//! moving processes in, freezing, killing everything inside, reading stats and
+//! removing the cgroup.
+//!
+//! Resources become a plan first (the list of file writes, per version, unit
+//! tested), then one function writes it and names the file and value that
+//! failed.
+//!
+//! This crate must not know containers or bundles: it sees an OCI
+//! `LinuxResources` and a cgroup path, never a container id, a config or a
+//! state directory. Its callers (`wharf-runtime`) own that vocabulary.
+
+mod error;
+mod files;
+mod hierarchy;
+mod manager;
+mod plan;
+mod v1;
+mod v2;
+
+pub use error::{CgroupError, ErrorKind};
+pub use hierarchy::{Hierarchy, V1Mount};
+pub use manager::{manager_for, CpuStats, FreezerState, Manager, MemoryStats, PidsStats, Stats};
+pub use v1::V1Manager;
+pub use v2::V2Manager;
