@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 # The installed binary is linked statically and non-PIE: no dynamic loader,
 # no relocation pass, so every container start maps and dirties fewer pages
 # (see BENCHMARKS.md). An explicit --target keeps proc-macros buildable.
+# libseccomp is linked from its static archive (libseccomp-dev) for the same
+# reason: a static binary must not pull in a shared library.
 host=$(rustc -vV | sed -n 's/^host: //p')
+LIBSECCOMP_LINK_TYPE=static \
+LIBSECCOMP_LIB_PATH=$(pkg-config --variable=libdir libseccomp) \
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
     cargo build --release --locked --bin wharf --target "$host"
 install -d "$prefix/bin"

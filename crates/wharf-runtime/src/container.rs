@@ -127,6 +127,13 @@ pub(crate) fn create(
         linux.and_then(|l| l.personality().clone()),
     );
     process.preserve_fds = req.preserve_fds;
+    process.seccomp = crate::seccomp::Seccomp::prepare(
+        linux.and_then(|l| l.seccomp().as_ref()),
+        req.id.as_str(),
+        &bundle,
+        &spec,
+        "creating",
+    )?;
     let console = match (process.terminal, console, &req.console_socket) {
         (true, Some(fd), _) => Some(fd),
         (true, None, Some(path)) => Some(connect_console(path)?),

@@ -145,6 +145,13 @@ pub(crate) fn exec(
     let linux = record.config.linux().as_ref();
     let mut plan = ProcessPlan::from_spec(&process, linux.and_then(|l| l.personality().clone()));
     plan.preserve_fds = req.preserve_fds;
+    plan.seccomp = crate::seccomp::Seccomp::prepare(
+        linux.and_then(|l| l.seccomp().as_ref()),
+        &record.id,
+        &record.bundle,
+        &record.config,
+        "running",
+    )?;
     if !extra_caps.is_empty() {
         let extra = crate::caps::parse_names(&extra_caps)
             .map_err(|reason| RuntimeError::InvalidArgument { reason })?;

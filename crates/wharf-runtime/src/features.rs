@@ -75,7 +75,7 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": crate::process::apparmor_enabled()},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

@@ -5,7 +5,7 @@
 //! It builds containers from kernel primitives: namespaces (new or joined),
 //! id maps, the rootfs in a private mount namespace with every mount made on
 //! a descriptor inside the root, pivot_root, masked and read-only paths,
-//! devices, capabilities, no_new_privs, rlimits and hooks.
+//! devices, capabilities, no_new_privs, seccomp, rlimits and hooks.
 //!
 //! It must not know images, registries, networks (beyond joining a netns by
 //! path) or SQLite. Its callers are the runc-compatible command line in the
@@ -28,6 +28,7 @@ mod init;
 mod mounts;
 mod process;
 mod rootfs;
+mod seccomp;
 pub mod signal;
 mod state;
 mod sync;
@@ -43,6 +44,7 @@ pub use error::{render_chain, ErrorKind, Result, RuntimeError};
 pub use exec::{ExecOverrides, ExecProcess, ExecRequest};
 pub use features::features;
 pub use id::ContainerId;
+pub use seccomp::default_seccomp;
 pub use state::{ContainerState, Status};
 
 use state::StateRoot;

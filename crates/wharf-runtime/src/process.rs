@@ -6,7 +6,8 @@
 //! this order: oom_score_adj, rlimits, personality, I/O priority, scheduler,
 //! AppArmor, HOME lookup, chdir (+ getcwd check), bounding set, groups and
 //! ids (keeping permitted caps), effective/permitted/inheritable/ambient,
-//! no_new_privs, umask, executable lookup. Only `execve` is left for
+//! no_new_privs, seccomp (before the bounding set when no_new_privs is
+//! off), umask, executable lookup. Only `execve` is left for
 //! [`Prepared::exec`].
 
 use std::ffi::CString;
@@ -44,6 +45,8 @@ pub(crate) struct ProcessPlan {
     pub(crate) scheduler: Option<oci_spec::runtime::Scheduler>,
     pub(crate) personality: Option<oci_spec::runtime::LinuxPersonality>,
     pub(crate) terminal: bool,
+    /// The seccomp filter, prepared by the runtime (`linux.seccomp`).
+    pub(crate) seccomp: Option<crate::seccomp::Seccomp>,
     /// Descriptors 3.. 3+n of the runtime's caller passed on.
     pub(crate) preserve_fds: i32,
 }
@@ -79,6 +82,7 @@ impl ProcessPlan {
             scheduler: process.scheduler().clone(),
             personality,
             terminal: process.terminal().unwrap_or(false),
+            seccomp: None,
             preserve_fds: 0,
         }
     }
@@ -177,6 +181,13 @@ impl ProcessPlan {
         rustix::process::chdir(&self.cwd).step(|| format!("chdir to {}", self.cwd.display()))?;
         check_cwd()?;
 
+        // Loading a filter without no_new_privs needs CAP_SYS_ADMIN, which a
+        // non-root user loses at the uid switch below; so, as runc does, the
+        // filter then goes in before the switch and the filter must allow
+        // the remaining setup calls. With no_new_privs it goes in last.
+        if !self.no_new_privileges {
+            self.install_seccomp()?;
+        }
         self.caps.apply_bounding()?;
         rustix::thread::set_keep_capabilities(true)
             .step(|| "keep capabilities across setuid".into())?;
@@ -197,8 +208,8 @@ impl ProcessPlan {
         self.caps.apply_sets()?;
         if self.no_new_privileges {
             rustix::thread::set_no_new_privs(true).step(|| "set no_new_privs".into())?;
+            self.install_seccomp()?;
         }
-        // Seccomp is installed here (issue: confinement), last before exec.
         rustix::process::umask(Mode::from_bits_retain(self.umask & 0o777));
 
         let cstr = |s: &str, what: &str| {
@@ -218,6 +229,15 @@ impl ProcessPlan {
                 .collect::<Result<_, _>>()?,
             preserve_fds: self.preserve_fds,
         })
+    }
+}
+
+impl ProcessPlan {
+    fn install_seccomp(&self) -> StepResult {
+        match &self.seccomp {
+            Some(s) => s.install(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 mod containerd;
 mod runtime_cli;
 mod runtime_security;
+mod seccomp;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
