@@ -22,6 +22,8 @@ mod v2;
 
 pub use error::{CgroupError, ErrorKind};
 pub use hierarchy::{Hierarchy, V1Mount};
-pub use manager::{manager_for, CpuStats, FreezerState, Manager, MemoryStats, PidsStats, Stats};
+pub use manager::{
+    manager_for, CpuStats, FreezerState, Location, Manager, MemoryStats, PidsStats, Stats,
+};
 pub use v1::V1Manager;
 pub use v2::V2Manager;

@@ -1,7 +1,8 @@
 //! The [`Manager`] trait both cgroup versions implement, what it reports, and
 //! [`manager_for`], which picks the implementation for the host.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
@@ -56,6 +57,44 @@ pub trait Manager: std::fmt::Debug {
     /// Removes the cgroup directories (and child cgroups), retrying while the
     /// last processes exit. A cgroup already gone is not an error.
     fn destroy(&self) -> Result<(), CgroupError>;
+
+    /// Where the cgroup is, resolved: what another process needs to manage
+    /// it again ([`Location::manager`]).
+    fn location(&self) -> Location;
+}
+
+/// A cgroup's resolved directories. Serializable, so that the caller can
+/// keep it (the runtime stores it in a container's state) and manage the
+/// cgroup from another process, whatever that process's own cgroup is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Location {
+    /// A v1 (or hybrid) host: controller → directory, and the directory in
+    /// the unified hierarchy on a hybrid host.
+    V1 {
+        /// Controller (`memory`, `name=systemd`) → the cgroup's directory.
+        dirs: BTreeMap<String, PathBuf>,
+        /// The cgroup's directory in the unified hierarchy, if any.
+        unified: Option<PathBuf>,
+    },
+    /// A pure v2 host.
+    V2 {
+        /// The hierarchy's mount point.
+        mount_point: PathBuf,
+        /// The cgroup's directory.
+        dir: PathBuf,
+    },
+}
+
+impl Location {
+    /// A manager for the cgroup at this location.
+    pub fn manager(&self) -> Box<dyn Manager> {
+        match self {
+            Location::V1 { dirs, unified } => {
+                Box::new(V1Manager::with_dirs(dirs.clone(), unified.clone()))
+            }
+            Location::V2 { mount_point, dir } => Box::new(V2Manager::with_dir(mount_point, dir)),
+        }
+    }
 }
 
 /// The freezer's state.

@@ -168,6 +168,13 @@ fn own_for<'a>(
 }
 
 impl Manager for V1Manager {
+    fn location(&self) -> crate::Location {
+        crate::Location::V1 {
+            dirs: self.dirs.clone(),
+            unified: self.unified.clone(),
+        }
+    }
+
     fn create(&self) -> Result<(), CgroupError> {
         let mut created: Vec<PathBuf> = Vec::new();
         let result = (|| {

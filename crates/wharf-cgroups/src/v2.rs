@@ -102,6 +102,13 @@ fn enable_all_controllers(dir: &Path) -> Result<(), CgroupError> {
 }
 
 impl Manager for V2Manager {
+    fn location(&self) -> crate::Location {
+        crate::Location::V2 {
+            mount_point: self.mount_point.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+
     fn create(&self) -> Result<(), CgroupError> {
         let created = files::create_dir_all(&self.dir)?;
         let result = self.delegate_controllers();

@@ -7,7 +7,7 @@
 //! cgroup directory is bind-mounted (or, with a cgroup namespace, cgroup2
 //! is mounted fresh, and the kernel shows the namespace's root).
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use wharf_sys::mount::{self as sysmount, FsOption, MountAttrs};
@@ -108,12 +108,58 @@ fn host_dir(h: &Hierarchy, cgroup: &str) -> PathBuf {
     h.mount_point.join(rel)
 }
 
+/// The mount showing the caller's own cgroup in hierarchy `h`. In a cgroup
+/// namespace a fresh instance of the filesystem has the namespace's root —
+/// the container's cgroup — as its root; without one, the host directory of
+/// the caller's cgroup is bind-mounted.
+fn source_tree(
+    h: &Hierarchy,
+    proc_cgroup: &str,
+    cgroupns: bool,
+    attrs: u64,
+) -> Result<OwnedFd, StepError> {
+    if cgroupns {
+        let options: Vec<FsOption> = h
+            .controllers
+            .iter()
+            .map(|c| match c.split_once('=') {
+                Some((k, v)) => FsOption {
+                    key: k.into(),
+                    value: Some(v.into()),
+                },
+                None => FsOption {
+                    key: c.clone(),
+                    value: None,
+                },
+            })
+            .collect();
+        return sysmount::new_fs(&h.fstype, Some("cgroup"), &options, attrs)
+            .step(|| format!("mount {} {}", h.fstype, h.controllers.join(",")));
+    }
+    let cgroup = own_cgroup(proc_cgroup, &h.controllers).unwrap_or_else(|| "/".into());
+    let dir = host_dir(h, &cgroup);
+    let tree = sysmount::clone_tree(rustix::fs::CWD, &dir, false)
+        .step(|| format!("clone cgroup {}", dir.display()))?;
+    sysmount::set_attrs(
+        tree.as_fd(),
+        false,
+        MountAttrs {
+            set: attrs,
+            ..MountAttrs::default()
+        },
+        None,
+    )
+    .step(|| "set cgroup mount attributes".into())?;
+    Ok(tree)
+}
+
 /// Mounts a `cgroup`/`cgroup2` entry at `dest` (resolved to `target`).
 pub(crate) fn mount(
     root: &Root,
     dest: &Path,
     target: BorrowedFd<'_>,
     plan: &Plan,
+    cgroupns: bool,
 ) -> Result<(), StepError> {
     let mountinfo =
         fs_err::read_to_string("/proc/self/mountinfo").step(|| "read mountinfo".into())?;
@@ -137,11 +183,7 @@ pub(crate) fn mount(
             .iter()
             .find(|h| h.mount_point == Path::new("/sys/fs/cgroup"))
             .expect("checked above");
-        let cgroup = own_cgroup(&proc_cgroup, &[]).unwrap_or_else(|| "/".into());
-        let tree = sysmount::clone_tree(rustix::fs::CWD, &host_dir(h, &cgroup), false)
-            .step(|| "clone own cgroup2 directory".into())?;
-        sysmount::set_attrs(tree.as_fd(), false, bind_attrs, None)
-            .step(|| "set cgroup mount attributes".into())?;
+        let tree = source_tree(h, &proc_cgroup, cgroupns, bind_attrs.set)?;
         return sysmount::attach(tree.as_fd(), target).step(|| "attach cgroup2".into());
     }
 
@@ -166,16 +208,13 @@ pub(crate) fn mount(
         if name.as_os_str().is_empty() || name.components().count() != 1 {
             continue;
         }
-        let Some(cgroup) = own_cgroup(&proc_cgroup, &h.controllers) else {
+        if own_cgroup(&proc_cgroup, &h.controllers).is_none() {
             continue;
-        };
+        }
         let dir = root
             .mkdir_all(&dest.join(name), 0o755)
             .step(|| format!("create {}", dest.join(name).display()))?;
-        let tree = sysmount::clone_tree(rustix::fs::CWD, &host_dir(h, &cgroup), false)
-            .step(|| format!("clone cgroup {}", host_dir(h, &cgroup).display()))?;
-        sysmount::set_attrs(tree.as_fd(), false, bind_attrs, None)
-            .step(|| "set cgroup mount attributes".into())?;
+        let tree = source_tree(h, &proc_cgroup, cgroupns, bind_attrs.set)?;
         sysmount::attach(tree.as_fd(), dir.as_fd())
             .step(|| format!("attach cgroup {}", name.display()))?;
     }

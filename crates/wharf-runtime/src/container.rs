@@ -9,6 +9,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use rustix::fs::{Mode, OFlags};
 use wharf_sys::process::{fork_with, Forked};
 
+use crate::cgroup::ContainerCgroup;
 use crate::config::{self, NamespacePlan};
 use crate::error::{Result, RuntimeError};
 use crate::hooks::{self, Phase};
@@ -42,6 +43,7 @@ struct CreateGuard<'a> {
     root: &'a StateRoot,
     id: &'a ContainerId,
     pids: Vec<i32>,
+    cgroup: Option<ContainerCgroup>,
     armed: bool,
 }
 
@@ -60,6 +62,11 @@ impl Drop for CreateGuard<'_> {
             if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
+        if let Some(cgroup) = &self.cgroup {
+            if let Err(e) = cgroup.destroy() {
+                tracing::warn!(container = %self.id, error = %e, "cgroup cleanup after failed create");
             }
         }
         if let Err(e) = self.root.remove(self.id) {
@@ -155,8 +162,10 @@ pub(crate) fn create(
         root,
         id: &req.id,
         pids: Vec::new(),
+        cgroup: None,
         armed: true,
     };
+    guard.cgroup = ContainerCgroup::create(&spec, &req.id)?;
     let fifo_path = dir.join(FIFO_FILE);
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -170,7 +179,13 @@ pub(crate) fn create(
         .map_err(|e| RuntimeError::host("open exec fifo", &fifo_path, e.into()))?;
     let (parent, child) = sync::pair().map_err(|e| RuntimeError::sys("create sync socket", e))?;
 
-    let clone_flags = if plan.single_clone() { plan.create } else { 0 };
+    // The cgroup namespace is made by the init once it is in its cgroup, so
+    // that the namespace's root is the container's cgroup.
+    let clone_flags = if plan.single_clone() {
+        plan.create & !(libc::CLONE_NEWCGROUP as u64)
+    } else {
+        0
+    };
     // The child only runs `init::run`, which ends in exec or _exit.
     let forked =
         fork_with(clone_flags).map_err(|e| RuntimeError::sys("clone the container's init", e))?;
@@ -194,6 +209,12 @@ pub(crate) fn create(
     drop(fifo);
     drop(console);
     guard.pids.push(pid);
+    // Before the child runs any container code: into the cgroup (the
+    // intermediate's fork, the init, inherits it).
+    if let Some(cgroup) = &guard.cgroup {
+        cgroup.add(pid)?;
+    }
+    send(&parent, &Message::Placed)?;
 
     let uid_maps = linux
         .and_then(|l| l.uid_mappings().clone())
@@ -241,6 +262,7 @@ pub(crate) fn create(
         created: now_rfc3339(),
         owner: owner_name(),
         config: spec.clone(),
+        cgroup: guard.cgroup.as_ref().map(ContainerCgroup::location),
     };
     parent.expect(&Message::MountsDone).map_err(init_failure)?;
     let state_json = record.oci_state_json("creating");
@@ -456,15 +478,20 @@ fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 pub(crate) fn delete(root: &StateRoot, id: &ContainerId, force: bool) -> Result<()> {
     let record = root.load(id)?;
     let status = record.status(root);
+    let cgroup = record.cgroup();
     match status {
-        Status::Running if !force => {
+        Status::Running | Status::Paused if !force => {
             return Err(RuntimeError::WrongStatus {
                 op: "delete",
                 id: id.to_string(),
                 status: status.as_str(),
             })
         }
-        Status::Created | Status::Running => {
+        Status::Created | Status::Running | Status::Paused => {
+            if let Some(cgroup) = &cgroup {
+                // A frozen process cannot act on SIGKILL.
+                cgroup.thaw()?;
+            }
             if let Some(pidfd) = init_pidfd(&record) {
                 if !plan_has_pidns(&record) {
                     for pid in pids(&record)? {
@@ -485,6 +512,9 @@ pub(crate) fn delete(root: &StateRoot, id: &ContainerId, force: bool) -> Result<
         }
         Status::Stopped => {}
     }
+    if let Some(cgroup) = &cgroup {
+        cgroup.destroy()?;
+    }
     let state_json = record.oci_state_json("stopped");
     if let Err(f) = hooks::run(&Phase::Poststop.hooks(&record.config), &state_json) {
         tracing::warn!(container = %id, hook = %f.path.display(), reason = %f.reason, "poststop hook failed");
@@ -496,10 +526,13 @@ fn plan_has_pidns(record: &Record) -> bool {
     NamespacePlan::from_spec(&record.config).has(LinuxNamespaceType::Pid)
 }
 
-/// Pids of the container's processes (in the runtime's pid namespace): the
-/// members of its pid namespace, or, when it shares the host's, the init
-/// and its descendants.
+/// Pids of the container's processes (in the runtime's pid namespace): its
+/// cgroup's processes; without a cgroup, the members of its pid namespace,
+/// or, when it shares the host's, the init and its descendants.
 pub(crate) fn pids(record: &Record) -> Result<Vec<i32>> {
+    if let Some(cgroup) = record.cgroup() {
+        return cgroup.pids();
+    }
     if !record.init_alive() {
         return Ok(Vec::new());
     }
@@ -559,4 +592,68 @@ fn list_processes() -> Result<Vec<(i32, i32)>> {
         out.push((pid, ppid));
     }
     Ok(out)
+}
+
+/// Freezes every process of a running container.
+pub(crate) fn pause(root: &StateRoot, id: &ContainerId) -> Result<()> {
+    let record = root.load(id)?;
+    let status = record.status(root);
+    if status != Status::Running {
+        return Err(RuntimeError::WrongStatus {
+            op: "pause",
+            id: id.to_string(),
+            status: status.as_str(),
+        });
+    }
+    no_cgroup(&record, id)?.freeze()
+}
+
+/// Thaws a paused container.
+pub(crate) fn resume(root: &StateRoot, id: &ContainerId) -> Result<()> {
+    let record = root.load(id)?;
+    let status = record.status(root);
+    if status != Status::Paused {
+        return Err(RuntimeError::WrongStatus {
+            op: "resume",
+            id: id.to_string(),
+            status: status.as_str(),
+        });
+    }
+    no_cgroup(&record, id)?.thaw()
+}
+
+/// Applies new resources to a live container and records them.
+pub(crate) fn update(
+    root: &StateRoot,
+    id: &ContainerId,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<()> {
+    let mut record = root.load(id)?;
+    let status = record.status(root);
+    if status == Status::Stopped {
+        return Err(RuntimeError::WrongStatus {
+            op: "update",
+            id: id.to_string(),
+            status: status.as_str(),
+        });
+    }
+    no_cgroup(&record, id)?.update(resources, &record.config)?;
+    if let Some(linux) = record.config.linux_mut() {
+        linux.set_resources(Some(resources.clone()));
+    }
+    root.save(&record)
+}
+
+/// Resource usage of a container.
+pub(crate) fn stats(root: &StateRoot, id: &ContainerId) -> Result<wharf_cgroups::Stats> {
+    let record = root.load(id)?;
+    no_cgroup(&record, id)?.stats()
+}
+
+fn no_cgroup(record: &Record, id: &ContainerId) -> Result<ContainerCgroup> {
+    record
+        .cgroup()
+        .ok_or_else(|| RuntimeError::InvalidArgument {
+            reason: format!("container {id} has no cgroup (the host has no cgroup hierarchy)"),
+        })
 }

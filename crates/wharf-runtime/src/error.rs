@@ -127,6 +127,15 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// A cgroup operation failed.
+    #[error("cgroup: {op}")]
+    Cgroup {
+        /// The operation.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: wharf_cgroups::CgroupError,
+    },
     /// A syscall on the container's behalf failed.
     #[error("{op}")]
     Sys {
@@ -158,6 +167,13 @@ impl RuntimeError {
             {
                 ErrorKind::PermissionDenied
             }
+            Self::Cgroup { source, .. } => match source.kind() {
+                wharf_cgroups::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
+                wharf_cgroups::ErrorKind::NotFound => ErrorKind::NotFound,
+                wharf_cgroups::ErrorKind::Conflict => ErrorKind::Conflict,
+                wharf_cgroups::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                wharf_cgroups::ErrorKind::Internal => ErrorKind::Internal,
+            },
             Self::Host { .. }
             | Self::Sys { .. }
             | Self::Signal { .. }

@@ -195,7 +195,14 @@ pub(crate) fn exec(
     let first = match forked {
         Forked::Child => {
             drop(parent);
-            let err = match join(&pidfd, flags, &child) {
+            let err = match join(&pidfd, flags, &child).and_then(|()| {
+                child.expect(&Message::Placed).map_err(|f| {
+                    crate::error::step_err(
+                        "wait to be placed in the container's cgroup",
+                        f.describe(),
+                    )
+                })
+            }) {
                 Ok(()) => run_child(&plan, console, in_userns, &child),
                 Err(e) => e,
             };
@@ -222,6 +229,18 @@ pub(crate) fn exec(
             }
         }
         reap(first);
+    }
+    // Into the container's cgroup before it runs anything of its own.
+    if let Some(cgroup) = record.cgroup() {
+        if let Err(e) = cgroup.add(pid) {
+            let _ = parent.send(&Message::Error("not placed in the cgroup".into()));
+            reap(pid);
+            return Err(e);
+        }
+    }
+    if let Err(e) = parent.send(&Message::Placed) {
+        reap(pid);
+        return Err(RuntimeError::sys("write sync socket", e));
     }
     // The process reports Ready just before execve; a failing execve
     // reports an Error; a successful one closes the socket (CLOEXEC).

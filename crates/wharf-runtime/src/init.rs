@@ -81,6 +81,7 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .step(|| "set non-dumpable".into())?;
     rustix::process::umask(rustix::fs::Mode::empty());
+    recv_expect(&args.sync, &Message::Placed)?;
 
     let creates_user = args.plan.creates(LinuxNamespaceType::User);
     let idmapped = if args.plan.single_clone() {
@@ -92,6 +93,12 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     } else {
         join_and_unshare(args)?
     };
+    if args.plan.single_clone() && args.plan.creates(LinuxNamespaceType::Cgroup) {
+        // Now that the init is in its cgroup, that cgroup is the root of
+        // the new cgroup namespace.
+        wharf_sys::process::unshare(libc::CLONE_NEWCGROUP as u64)
+            .step(|| "create the cgroup namespace".into())?;
+    }
     let in_userns = args.plan.has(LinuxNamespaceType::User);
     if in_userns {
         // Become root of the new user namespace (the maps are written).
@@ -105,6 +112,7 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         rootfs: &args.rootfs,
         in_userns,
         idmapped,
+        cgroupns: args.plan.has(LinuxNamespaceType::Cgroup),
     };
     // Without a mount namespace of its own nothing may be mounted (it would
     // land in the runtime's namespace): the init only chroots into the rootfs.

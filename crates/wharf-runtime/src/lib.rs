@@ -13,6 +13,7 @@
 //! from a single-threaded process: they fork.
 
 mod caps;
+mod cgroup;
 mod cgroupfs;
 mod config;
 mod container;
@@ -46,6 +47,7 @@ pub use features::features;
 pub use id::ContainerId;
 pub use seccomp::default_seccomp;
 pub use state::{ContainerState, Status};
+pub use wharf_cgroups::Stats;
 
 use state::StateRoot;
 
@@ -158,6 +160,41 @@ impl Runtime {
     /// Deletes a stopped or created container (a running one with `force`).
     pub fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
         container::delete(&self.root, id, force)
+    }
+
+    /// Freezes every process of a running container (its cgroup).
+    pub fn pause(&self, id: &ContainerId) -> Result<()> {
+        container::pause(&self.root, id)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &ContainerId) -> Result<()> {
+        container::resume(&self.root, id)
+    }
+
+    /// Applies new `linux.resources` to a live container.
+    pub fn update(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        container::update(&self.root, id, resources)
+    }
+
+    /// The container's current resources (for `update` to start from).
+    pub fn resources(&self, id: &ContainerId) -> Result<oci_spec::runtime::LinuxResources> {
+        let record = self.root.load(id)?;
+        Ok(record
+            .config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default())
+    }
+
+    /// Resource usage from the container's cgroup.
+    pub fn stats(&self, id: &ContainerId) -> Result<Stats> {
+        container::stats(&self.root, id)
     }
 
     /// Pids of the container's processes, in the runtime's pid namespace.

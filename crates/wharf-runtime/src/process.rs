@@ -94,7 +94,6 @@ pub(crate) struct Prepared {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    preserve_fds: i32,
 }
 
 fn rlimit_resource(typ: PosixRlimitType) -> rustix::process::Resource {
@@ -123,6 +122,15 @@ impl ProcessPlan {
     /// Applies everything up to (not including) `execve`. `in_userns`: the
     /// process is in a user namespace where setgroups may be denied.
     pub(crate) fn apply(&self, in_userns: bool) -> StepResult<Prepared> {
+        // Descriptors and signals first: the seccomp filter installed below
+        // may deny close_range or openat2 (runc-era profiles do), and
+        // everything opened from here on is close-on-exec anyway.
+        let keep = 3 + self.preserve_fds.max(0);
+        for fd in 3..keep {
+            wharf_sys::fd::inherit_raw(fd).step(|| format!("pass descriptor {fd}"))?;
+        }
+        wharf_sys::fd::cloexec_from(keep).step(|| "mark descriptors close-on-exec".into())?;
+        wharf_sys::process::reset_signals().step(|| "reset signal mask and dispositions".into())?;
         if let Some(adj) = self.oom_score_adj {
             let mut f = wharf_sys::procfs::open_self("oom_score_adj", OFlags::WRONLY)
                 .step(|| "open oom_score_adj".into())?;
@@ -227,7 +235,6 @@ impl ProcessPlan {
                 .iter()
                 .map(|e| cstr(e, "environment variable"))
                 .collect::<Result<_, _>>()?,
-            preserve_fds: self.preserve_fds,
         })
     }
 }
@@ -242,34 +249,14 @@ impl ProcessPlan {
 }
 
 impl Prepared {
-    /// Sets up the descriptors the program inherits and executes it.
-    /// Returns only on failure.
+    /// Attaches the terminal and executes the program (the descriptors it
+    /// inherits and its signal state were settled by `apply`). Returns only
+    /// on failure.
     pub(crate) fn exec(self, tty: Option<OwnedFd>) -> StepError {
         if let Some(tty) = tty {
             if let Err(e) = attach_tty(tty) {
                 return e;
             }
-        }
-        let keep = 3 + self.preserve_fds.max(0);
-        for fd in 3..keep {
-            if let Err(e) = wharf_sys::fd::inherit_raw(fd) {
-                return StepError {
-                    step: format!("pass descriptor {fd}"),
-                    source: e,
-                };
-            }
-        }
-        if let Err(e) = wharf_sys::fd::cloexec_from(keep) {
-            return StepError {
-                step: "mark descriptors close-on-exec".into(),
-                source: e,
-            };
-        }
-        if let Err(e) = wharf_sys::process::reset_signals() {
-            return StepError {
-                step: "reset signal mask".into(),
-                source: e,
-            };
         }
         let err = wharf_sys::process::execve(&self.path, &self.argv, &self.envp);
         StepError {

@@ -43,6 +43,8 @@ pub(crate) struct RootfsSetup<'a> {
     pub(crate) in_userns: bool,
     /// Idmapped bind mounts prepared by the runtime, in config order.
     pub(crate) idmapped: Vec<OwnedFd>,
+    /// The container has its own cgroup namespace (already entered).
+    pub(crate) cgroupns: bool,
 }
 
 /// The result of [`prepare`]: the rootfs, opened.
@@ -89,7 +91,7 @@ pub(crate) fn prepare(setup: RootfsSetup<'_>) -> StepResult<PreparedRoot> {
             })?),
             _ => None,
         };
-        mount_entry(&root, &plan, setup.in_userns, prepared)
+        mount_entry(&root, &plan, setup.in_userns, prepared, setup.cgroupns)
             .map_err(|e| prefix(e, &format!("mount {}", plan.destination.display())))?;
         dev_mounted |= plan.destination == Path::new("/dev");
     }
@@ -229,7 +231,13 @@ fn refuse_symlink(root: &Root, dest: &Path) -> StepResult {
     }
 }
 
-fn mount_entry(root: &Root, plan: &Plan, in_userns: bool, idmapped: Option<OwnedFd>) -> StepResult {
+fn mount_entry(
+    root: &Root,
+    plan: &Plan,
+    in_userns: bool,
+    idmapped: Option<OwnedFd>,
+    cgroupns: bool,
+) -> StepResult {
     let tree = match &plan.kind {
         Kind::Bind { source, recursive } => {
             let st = rustix::fs::stat(source)
@@ -251,7 +259,13 @@ fn mount_entry(root: &Root, plan: &Plan, in_userns: bool, idmapped: Option<Owned
             }
             if fstype == "cgroup" || fstype == "cgroup2" {
                 let target = mount_point(root, &plan.destination, true)?;
-                return crate::cgroupfs::mount(root, &plan.destination, target.as_fd(), plan);
+                return crate::cgroupfs::mount(
+                    root,
+                    &plan.destination,
+                    target.as_fd(),
+                    plan,
+                    cgroupns,
+                );
             }
             let target = mount_point(root, &plan.destination, true)?;
             let tree = match sysmount::new_fs(fstype, source.as_deref(), &plan.data, plan.attrs.set)

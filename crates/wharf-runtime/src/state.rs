@@ -28,6 +28,8 @@ pub enum Status {
     Created,
     /// The user process runs.
     Running,
+    /// The container's cgroup is frozen (`pause`).
+    Paused,
     /// The init has exited.
     Stopped,
 }
@@ -38,6 +40,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -56,6 +59,9 @@ pub(crate) struct Record {
     pub(crate) created: String,
     pub(crate) owner: String,
     pub(crate) config: Spec,
+    /// The container's cgroup, resolved at create.
+    #[serde(default)]
+    pub(crate) cgroup: Option<wharf_cgroups::Location>,
 }
 
 /// The state of a container as reported to callers (`state`, `list`).
@@ -179,6 +185,11 @@ impl StateRoot {
 }
 
 impl Record {
+    /// The container's cgroup, if it has one.
+    pub(crate) fn cgroup(&self) -> Option<crate::cgroup::ContainerCgroup> {
+        self.cgroup.as_ref().map(crate::cgroup::ContainerCgroup::at)
+    }
+
     /// Whether the init recorded is still alive (and is the same process).
     pub(crate) fn init_alive(&self) -> bool {
         self.pid > 0 && process_start(self.pid).is_some_and(|start| start == self.pid_start)
@@ -191,6 +202,8 @@ impl Record {
         let fifo = root.dir().join(&self.id).join(FIFO_FILE);
         if fifo.exists() {
             Status::Created
+        } else if self.cgroup().is_some_and(|c| c.frozen()) {
+            Status::Paused
         } else {
             Status::Running
         }

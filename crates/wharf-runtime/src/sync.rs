@@ -16,6 +16,9 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// Messages on the sync channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Message {
+    /// Parent → child: the child is in the container's cgroup; it may
+    /// start (and create its cgroup namespace).
+    Placed,
     /// Child → parent: the child unshared its user namespace; write its
     /// id maps.
     UsernsReady,

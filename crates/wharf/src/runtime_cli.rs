@@ -96,6 +96,22 @@ enum Verb {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a running container's resource limits.
+    Update(Box<UpdateArgs>),
+    /// Show resource usage (`--stats` once, or every `--interval`).
+    Events {
+        id: String,
+        /// Print stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats, e.g. 5s, 500ms.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
     /// Write a default config.json.
     Spec {
         /// Bundle directory.
@@ -145,6 +161,44 @@ struct RunArgs {
     /// Keep the container's state after it exits.
     #[arg(long)]
     keep: bool,
+}
+
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    id: String,
+    /// A linux.resources JSON file ("-" for stdin); flags override it.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Memory limit, bytes.
+    #[arg(long, short = 'm')]
+    memory: Option<i64>,
+    /// Memory + swap limit, bytes (-1 unlimited).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<i64>,
+    /// Memory soft limit, bytes.
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<i64>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    /// CFS quota, microseconds per period (-1 unlimited).
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CFS period, microseconds.
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// CPUs allowed (e.g. 0-1).
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1 unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Block IO weight (10-1000).
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -335,6 +389,25 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
             id: i,
             ps_args,
         } => ps(&rt, &id(i)?, format, ps_args),
+        Verb::Pause { id: i } => {
+            rt.pause(&id(i)?)?;
+            Ok(0)
+        }
+        Verb::Resume { id: i } => {
+            rt.resume(&id(i)?)?;
+            Ok(0)
+        }
+        Verb::Update(a) => {
+            let id = id(&a.id)?;
+            let resources = update_resources(&rt, &id, a)?;
+            rt.update(&id, &resources)?;
+            Ok(0)
+        }
+        Verb::Events {
+            id: i,
+            stats,
+            interval,
+        } => events(&rt, &id(i)?, *stats, interval),
         Verb::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
@@ -358,6 +431,103 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
         Verb::Features => {
             print_json_pretty(&wharf_runtime::features())?;
             Ok(0)
+        }
+    }
+}
+
+/// The resources `update` applies: the container's current ones, replaced
+/// by `-r` if given, then the flags on top.
+fn update_resources(
+    rt: &Runtime,
+    id: &ContainerId,
+    a: &UpdateArgs,
+) -> anyhow::Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxPids};
+    let mut r = match &a.resources {
+        Some(path) if path.as_os_str() == "-" => serde_json::from_reader(std::io::stdin().lock())
+            .context("parse resources from stdin")?,
+        Some(path) => serde_json::from_reader(fs_err::File::open(path)?)
+            .with_context(|| format!("parse {}", path.display()))?,
+        None => rt.resources(id)?,
+    };
+    if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
+        let mut m = r.memory().unwrap_or_default();
+        if let Some(v) = a.memory {
+            m.set_limit(Some(v));
+        }
+        if let Some(v) = a.memory_swap {
+            m.set_swap(Some(v));
+        }
+        if let Some(v) = a.memory_reservation {
+            m.set_reservation(Some(v));
+        }
+        r.set_memory(Some(m));
+    }
+    if a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some()
+    {
+        let mut c = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        if let Some(v) = a.cpu_shares {
+            c.set_shares(Some(v));
+        }
+        if let Some(v) = a.cpu_quota {
+            c.set_quota(Some(v));
+        }
+        if let Some(v) = a.cpu_period {
+            c.set_period(Some(v));
+        }
+        if let Some(v) = &a.cpuset_cpus {
+            c.set_cpus(Some(v.clone()));
+        }
+        if let Some(v) = &a.cpuset_mems {
+            c.set_mems(Some(v.clone()));
+        }
+        r.set_cpu(Some(c));
+    }
+    if let Some(v) = a.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(v);
+        r.set_pids(Some(p));
+    }
+    if let Some(v) = a.blkio_weight {
+        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        b.set_weight(Some(v));
+        r.set_block_io(Some(b));
+    }
+    Ok(r)
+}
+
+/// runc's `events --stats` document (the fields a cgroup reports).
+fn stats_json(id: &ContainerId, s: &wharf_runtime::Stats) -> serde_json::Value {
+    serde_json::json!({
+        "type": "stats",
+        "id": id.as_str(),
+        "data": {
+            "cpu": {"usage": {"total": s.cpu.usage_ns, "user": s.cpu.user_ns, "kernel": s.cpu.system_ns}},
+            "memory": {"usage": {"usage": s.memory.usage, "limit": s.memory.limit, "max": s.memory.max_usage}},
+            "pids": {"current": s.pids.current, "limit": s.pids.limit}
+        }
+    })
+}
+
+fn events(rt: &Runtime, id: &ContainerId, once: bool, interval: &str) -> anyhow::Result<i32> {
+    let every = humantime::parse_duration(interval)
+        .with_context(|| format!("invalid --interval {interval:?}"))?;
+    loop {
+        let stats = rt.stats(id)?;
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &stats_json(id, &stats))?;
+        writeln!(out)?;
+        out.flush()?;
+        if once {
+            return Ok(0);
+        }
+        std::thread::sleep(every);
+        if rt.state(id)?.status == wharf_runtime::Status::Stopped {
+            return Ok(0);
         }
     }
 }

@@ -1,0 +1,171 @@
+//! The container's cgroup, through `wharf-cgroups`: created and configured
+//! before the init runs any container code, joined by exec'd processes,
+//! frozen by `pause`, updated by `update`, and killed and removed with the
+//! container. Its resolved location is kept in the container's state, so
+//! later commands manage it whatever their own cgroup is.
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use wharf_cgroups::{FreezerState, Hierarchy, Location, Manager, Stats};
+
+use crate::error::{Result, RuntimeError};
+use crate::id::ContainerId;
+
+/// A container's cgroup.
+#[derive(Debug)]
+pub(crate) struct ContainerCgroup {
+    manager: Box<dyn Manager>,
+}
+
+fn err(op: &'static str) -> impl FnOnce(wharf_cgroups::CgroupError) -> RuntimeError {
+    move |source| RuntimeError::Cgroup { op, source }
+}
+
+impl ContainerCgroup {
+    /// Creates the cgroup at `linux.cgroupsPath` (default: the container id,
+    /// below the runtime's own cgroup) and applies `linux.resources`. `None`
+    /// when the host has no cgroup hierarchy at all.
+    pub(crate) fn create(spec: &Spec, id: &ContainerId) -> Result<Option<Self>> {
+        let hierarchy = match Hierarchy::detect() {
+            Ok(h) => h,
+            Err(wharf_cgroups::CgroupError::NoHierarchy { .. }) => return Ok(None),
+            Err(e) => return Err(err("detect cgroup hierarchies")(e)),
+        };
+        let linux = spec.linux().as_ref();
+        let path = linux
+            .and_then(|l| l.cgroups_path().clone())
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from(id.as_str()));
+        let manager =
+            wharf_cgroups::manager_for(&hierarchy, &path).map_err(err("resolve cgroupsPath"))?;
+        manager.create().map_err(err("create cgroup"))?;
+        let cgroup = ContainerCgroup { manager };
+        let resources = linux
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        let resources = cgroup.with_runtime_devices(resources, spec);
+        if let Err(e) = cgroup.manager.apply(&resources) {
+            let _ = cgroup.manager.destroy();
+            return Err(err("apply linux.resources")(e));
+        }
+        Ok(Some(cgroup))
+    }
+
+    /// Appends, after the config's device rules, the rules the runtime needs
+    /// and users cannot remove (as runc does): the OCI default devices, the
+    /// configured `linux.devices`, and the terminal devices (pts, ptmx,
+    /// console, tty), all `rwm`. Unlike runc, no wildcard `mknod` rule.
+    ///
+    /// cgroup v2 enforces device rules with an eBPF program, not written
+    /// yet: on v2 the rules are left out with a warning rather than every
+    /// container failing.
+    fn with_runtime_devices(&self, mut resources: LinuxResources, spec: &Spec) -> LinuxResources {
+        if matches!(self.manager.location(), Location::V2 { .. }) {
+            if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+                tracing::warn!("device cgroup rules are not enforced on cgroup v2 yet");
+            }
+            resources.set_devices(None);
+            return resources;
+        }
+        let mut rules = resources.devices().clone().unwrap_or_default();
+        let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+            let mut r = LinuxDeviceCgroup::default();
+            r.set_allow(true);
+            r.set_typ(Some(typ));
+            r.set_major(major);
+            r.set_minor(minor);
+            r.set_access(Some("rwm".into()));
+            r
+        };
+        for (major, minor) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 1),
+            (5, 2),
+        ] {
+            rules.push(rule(LinuxDeviceType::C, Some(major), Some(minor)));
+        }
+        rules.push(rule(LinuxDeviceType::C, Some(136), None));
+        for dev in spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let typ = match dev.typ() {
+                LinuxDeviceType::B => LinuxDeviceType::B,
+                _ => LinuxDeviceType::C,
+            };
+            if dev.typ() != LinuxDeviceType::P {
+                rules.push(rule(typ, Some(dev.major()), Some(dev.minor())));
+            }
+        }
+        resources.set_devices(Some(rules));
+        resources
+    }
+
+    /// The cgroup recorded in a container's state.
+    pub(crate) fn at(location: &Location) -> Self {
+        ContainerCgroup {
+            manager: location.manager(),
+        }
+    }
+
+    pub(crate) fn location(&self) -> Location {
+        self.manager.location()
+    }
+
+    pub(crate) fn add(&self, pid: i32) -> Result<()> {
+        self.manager
+            .add_process(pid)
+            .map_err(err("move process into the cgroup"))
+    }
+
+    pub(crate) fn pids(&self) -> Result<Vec<i32>> {
+        let mut pids = self.manager.pids().map_err(err("list cgroup processes"))?;
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    pub(crate) fn frozen(&self) -> bool {
+        matches!(self.manager.freezer_state(), Ok(FreezerState::Frozen))
+    }
+
+    pub(crate) fn freeze(&self) -> Result<()> {
+        self.manager.freeze().map_err(err("freeze cgroup"))
+    }
+
+    pub(crate) fn thaw(&self) -> Result<()> {
+        self.manager.thaw().map_err(err("thaw cgroup"))
+    }
+
+    /// Applies new resources (with the runtime's device rules, as at create).
+    pub(crate) fn update(&self, resources: &LinuxResources, spec: &Spec) -> Result<()> {
+        let resources = self.with_runtime_devices(resources.clone(), spec);
+        self.manager
+            .apply(&resources)
+            .map_err(err("update resources"))
+    }
+
+    pub(crate) fn stats(&self) -> Result<Stats> {
+        self.manager.stats().map_err(err("read cgroup stats"))
+    }
+
+    /// Kills whatever is left inside and removes the cgroup.
+    pub(crate) fn destroy(&self) -> Result<()> {
+        if !self.pids().unwrap_or_default().is_empty() {
+            // A frozen cgroup cannot die.
+            let _ = self.manager.thaw();
+            self.manager
+                .kill_all()
+                .map_err(err("kill cgroup processes"))?;
+        }
+        self.manager.destroy().map_err(err("remove cgroup"))
+    }
+}
