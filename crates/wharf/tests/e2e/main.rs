@@ -5,6 +5,7 @@
     reason = "an integration test crate is itself the test module; its helpers fail the test on error"
 )]
 
+mod cgroups;
 mod containerd;
 mod runtime_cli;
 mod runtime_security;

@@ -1,0 +1,228 @@
+//! Containers in cgroups: limits enforced and visible inside, pause and
+//! resume, live update, stats, device rules, cleanup. Runs on this host's
+//! cgroup v1 controllers.
+
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, MountBuilder};
+use wharf_testkit::{require, BundleBuilder, TestEnv};
+
+use crate::{eventually, Runtime};
+
+/// A busybox bundle with `resources`, a cgroup namespace and /sys/fs/cgroup
+/// mounted, running `script`.
+fn limited(resources: serde_json::Value, script: &str) -> BundleBuilder {
+    let resources: LinuxResources = serde_json::from_value(resources).unwrap();
+    BundleBuilder::new()
+        .args(&["sh", "-c", script])
+        .spec_mut(move |s| {
+            let mut mounts = s.mounts().clone().unwrap();
+            mounts.push(
+                MountBuilder::default()
+                    .destination("/sys/fs/cgroup")
+                    .typ("cgroup")
+                    .source("cgroup")
+                    .options(vec![
+                        "nosuid".into(),
+                        "noexec".into(),
+                        "nodev".into(),
+                        "ro".into(),
+                    ])
+                    .build()
+                    .unwrap(),
+            );
+            s.set_mounts(Some(mounts));
+            let linux = s.linux_mut().as_mut().unwrap();
+            let mut ns = linux.namespaces().clone().unwrap();
+            ns.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Cgroup)
+                    .build()
+                    .unwrap(),
+            );
+            linux.set_namespaces(Some(ns));
+            linux.set_resources(Some(resources));
+        })
+}
+
+/// Runs a bundle that must succeed; returns stdout.
+fn run_ok(rt: &Runtime<'_>, builder: BundleBuilder) -> String {
+    let bundle = rt.env.bundle(&rt.env.name(), builder);
+    let (code, out, err) = rt.run(&bundle);
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    out
+}
+
+fn v1() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+}
+
+#[test]
+fn limits_are_applied_and_visible_in_the_container_cgroup_namespace() {
+    require!(Root, Busybox);
+    if !v1() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let out = run_ok(
+        &rt,
+        limited(
+            serde_json::json!({"memory": {"limit": 67108864}, "pids": {"limit": 40}, "cpu": {"shares": 512}}),
+            "grep -c ':/$' /proc/self/cgroup >/dev/null && echo root-view; \
+             cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares",
+        ),
+    );
+    assert_eq!(out, "root-view\n67108864\n40\n512\n");
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb_and_memory_limit_oom_kills() {
+    require!(Root, Busybox);
+    if !v1() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle(
+        "forks",
+        limited(
+            serde_json::json!({"pids": {"limit": 8}}),
+            "for i in $(seq 30); do sleep 5 2>/dev/null & done; \
+             read n < /sys/fs/cgroup/pids/pids.current; echo running=$n",
+        ),
+    );
+    // The shell gives up at the first fork the pids controller refuses.
+    let (code, _, err) = rt.run(&bundle);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("can't fork: Resource temporarily unavailable"),
+        "{err}"
+    );
+
+    let bundle = env.bundle(
+        "oom",
+        limited(
+            serde_json::json!({"memory": {"limit": 33554432, "swap": 33554432}}),
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ),
+    );
+    let (code, out, _) = rt.run(&bundle);
+    assert_eq!(
+        code, 137,
+        "a 200 MB shell variable under a 32 MB limit: {out}"
+    );
+    assert!(!out.contains("survived"));
+}
+
+#[test]
+fn pause_resume_update_events_and_cleanup() {
+    require!(Root, Busybox);
+    if !v1() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle(
+        "count",
+        limited(
+            serde_json::json!({"pids": {"limit": 100}}),
+            "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done",
+        ),
+    );
+    let count = bundle.rootfs.join("tmp/count");
+    let read = || {
+        fs_err::read_to_string(&count)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // The testkit's root is read-only: make /tmp a tmpfs-free writable dir.
+    let mut spec = bundle.read_spec().unwrap();
+    spec.root_mut().as_mut().unwrap().set_readonly(Some(false));
+    bundle.write_spec(&spec).unwrap();
+    let id = rt.create(&bundle);
+    rt.ok(&["start", &id]);
+    assert!(eventually(|| read() > 2));
+
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.state(&id)["status"], "paused");
+    let frozen = read();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(read(), frozen, "the counter advanced while paused");
+    assert!(rt.fails(&["pause", &id]).contains("it is paused"));
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.state(&id)["status"], "running");
+    assert!(eventually(|| read() > frozen + 2));
+
+    rt.ok(&["update", "--pids-limit", "50", "--memory", "100000000", &id]);
+    assert_eq!(
+        rt.ok(&["exec", &id, "cat", "/sys/fs/cgroup/pids/pids.max"]),
+        "50\n"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(rt.ok(&["events", "--stats", &id]).trim()).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(stats["data"]["pids"]["limit"], 50);
+    assert!(stats["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        stats["data"]["memory"]["usage"]["limit"], 99999744,
+        "rounded to pages by the kernel"
+    );
+
+    let pids: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "-f", "json", &id])).unwrap();
+    assert!(pids.len() >= 2, "{pids:?}");
+    rt.ok(&["pause", &id]);
+    rt.ok(&["delete", "-f", &id]);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || eventually(|| !Path::new(&format!("/proc/{pid}")).exists())
+        );
+    }
+    let leftover = std::process::Command::new("find")
+        .args([
+            "/sys/fs/cgroup",
+            "-maxdepth",
+            "4",
+            "-type",
+            "d",
+            "-name",
+            &id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&leftover.stdout),
+        "",
+        "cgroup directories left behind"
+    );
+}
+
+#[test]
+fn device_rules_deny_mknod_of_an_unlisted_device() {
+    require!(Root, Busybox);
+    if !v1() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let builder = limited(
+        serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
+        "mknod /tmp/sda b 8 0 2>&1 || true; echo > /dev/null && echo null-ok",
+    )
+    .spec_mut(|s| {
+        let p = s.process_mut().as_mut().unwrap();
+        let mut caps = p.capabilities().clone().unwrap();
+        let mut set = caps.bounding().clone().unwrap();
+        set.insert(oci_spec::runtime::Capability::Mknod);
+        caps.set_bounding(Some(set.clone()));
+        caps.set_effective(Some(set.clone()));
+        caps.set_permitted(Some(set));
+        p.set_capabilities(Some(caps));
+        s.root_mut().as_mut().unwrap().set_readonly(Some(false));
+    });
+    let out = run_ok(&rt, builder);
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.ends_with("null-ok\n"), "{out}");
+}
