@@ -17,6 +17,8 @@ source "$BENCH_DIR/lib.sh"
 
 WARMUP_RUNS=3
 RSS_RUNS=5
+# Timed runs are split into this many blocks, alternating between runtimes.
+ROUNDS=5
 UNIFIED=/sys/fs/cgroup/unified
 # The raw baseline: the namespaces runc's default spec asks for, nothing else.
 RAW_ARGV=(unshare --fork --pid --mount --uts --ipc --net sh -c true)
@@ -113,27 +115,39 @@ once() {
         || { tail -n 20 "$WORK/logs/$key.log" >&2; die "$key run $tag failed: $(shell_quote "${argv[@]}")"; }
 }
 
-# measure KEY LABEL: warm-up, N timed runs, peak RSS, syscalls of KEY.
-measure() {
-    local key=$1 label=$2 i cmd rss max=0
+# warmup KEY LABEL: WARMUP_RUNS untimed runs of KEY.
+warmup() {
+    local key=$1 label=$2 i
     run_argv "$key"
     [[ $key != rt* ]] || mkdir -p "$WORK/state/$key"
-
     log "$label: $WARMUP_RUNS warm-up runs"
     for ((i = 1; i <= WARMUP_RUNS; i++)); do once "$key" "w$i"; done
+}
 
-    log "$label: $N timed runs"
+# timed KEY ROUND FIRST COUNT: COUNT timed runs of KEY (ids FIRST..), the
+# ROUND-th block of its N runs. Blocks of all runtimes alternate, so a change
+# in the machine's load during the run weighs on every runtime alike.
+timed() {
+    local key=$1 round=$2 first=$3 count=$4 cmd
+    run_argv "$key"
     cmd=$(shell_quote "${ARGV[@]}")
-    local hf=(hyperfine -N --style none --export-json "$WORK/results/$key.json")
+    local hf=(hyperfine -N --style none --export-json "$WORK/results/$key.r$round.json")
     if ((HAS_ID)); then
         # One benchmark per id, one run each: the command line differs per run,
         # which hyperfine only allows through a parameter. Ids are plain words.
-        hf+=(--runs 1 --parameter-list i "$(seq -s, 1 "$N")" "$cmd $PREFIX-$key-{i}")
+        hf+=(--runs 1 --parameter-list i "$(seq -s, "$first" $((first + count - 1)))" "$cmd $PREFIX-$key-{i}")
     else
-        hf+=(--runs "$N" "$cmd")
+        hf+=(--runs "$count" "$cmd")
     fi
     "${hf[@]}" </dev/null >>"$WORK/logs/$key.hyperfine.log" 2>&1 \
-        || { tail -n 20 "$WORK/logs/$key.hyperfine.log" >&2; die "$label: hyperfine failed"; }
+        || { tail -n 20 "$WORK/logs/$key.hyperfine.log" >&2; die "$key: hyperfine failed"; }
+}
+
+# footprint KEY LABEL: peak RSS and syscalls of KEY; merges its timed blocks.
+footprint() {
+    local key=$1 label=$2 i rss max=0
+    run_argv "$key"
+    jq -s '{results: [.[].results[]]}' "$WORK/results/$key".r*.json >"$WORK/results/$key.json"
 
     log "$label: peak RSS over $RSS_RUNS runs"
     for ((i = 1; i <= RSS_RUNS; i++)); do
@@ -164,12 +178,30 @@ inner_main() {
     trap 'exit 143' TERM
     private_cgroup_view
 
-    local k
-    measure floor "/bin/true (timing floor)"
+    local k keys=(floor) labels=("/bin/true (timing floor)") round first count
     for k in "${!NAMES[@]}"; do
-        measure "rt$k" "${NAMES[k]}"
+        keys+=("rt$k")
+        labels+=("${NAMES[k]}")
     done
-    measure raw "unshare (raw)"
+    keys+=(raw)
+    labels+=("unshare (raw)")
+    # Every runtime binary starts from the same page-cache state: evicted,
+    # then read back by its own runs. A binary just written (installed or
+    # built) sits in large page-cache folios that map whole on each fault,
+    # which inflates its resident set compared with one read from disk.
+    for k in "${!NAMES[@]}"; do
+        dd if="${BINS[k]}" iflag=nocache count=0 status=none 2>/dev/null \
+            || log "warning: could not evict ${BINS[k]} from the page cache"
+    done
+    for k in "${!keys[@]}"; do warmup "${keys[k]}" "${labels[k]}"; done
+    log "timed runs: $N per runtime, in $ROUNDS alternating blocks"
+    first=1
+    for ((round = 1; round <= ROUNDS; round++)); do
+        count=$(((N * round) / ROUNDS - (N * (round - 1)) / ROUNDS))
+        for k in "${!keys[@]}"; do timed "${keys[k]}" "$round" "$first" "$count"; done
+        first=$((first + count))
+    done
+    for k in "${!keys[@]}"; do footprint "${keys[k]}" "${labels[k]}"; done
 }
 
 # cleanup_main WORK: in a private mount namespace, force-delete every container
@@ -293,7 +325,7 @@ main() {
     build_busybox_bundle "$WORK/bundle"
 
     {
-        printf 'N=%q\nPREFIX=%q\nBUNDLE=%q\n' "$n" "$PREFIX" "$WORK/bundle"
+        printf 'N=%q\nROUNDS=%q\nPREFIX=%q\nBUNDLE=%q\n' "$n" "$ROUNDS" "$PREFIX" "$WORK/bundle"
         # -g: conf.sh is sourced inside a function.
         NAMES=("${names[@]}") BINS=("${bins[@]}")
         declare -p NAMES BINS | sed 's/^declare -a /declare -ga /'
@@ -335,7 +367,7 @@ main() {
     for i in "${!names[@]}"; do
         echo "- ${names[i]}: \`${bins[i]}\`, $(first_line "${bins[i]}" --version)"
     done
-    echo "- timing: $(first_line hyperfine --version) \`-N\`, $WARMUP_RUNS warm-up runs, N=$n timed runs, a fresh container id per run;" \
+    echo "- timing: $(first_line hyperfine --version) \`-N\`, $WARMUP_RUNS warm-up runs, N=$n timed runs in $ROUNDS blocks alternating between runtimes, a fresh container id per run;" \
         "timing floor (spawning /bin/true the same way): median $(printf '%.2f' "$floor_median") ms"
     echo "- peak RSS: max over $RSS_RUNS runs of GNU time \`%M\` (largest single process of the tree); syscalls: \`strace -f -c\` total calls of one run"
     echo

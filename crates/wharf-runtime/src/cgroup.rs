@@ -69,6 +69,10 @@ impl ContainerCgroup {
             return resources;
         }
         let mut rules = resources.devices().clone().unwrap_or_default();
+        if rules.is_empty() {
+            // No rule, no restriction: a new cgroup allows every device.
+            return resources;
+        }
         let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
             let mut r = LinuxDeviceCgroup::default();
             r.set_allow(true);
