@@ -35,7 +35,8 @@ pub struct RuntimeCli {
     /// Debug logging.
     #[arg(long, global = true)]
     debug: bool,
-    /// Use systemd for cgroups (not supported yet; accepted for compatibility).
+    /// Use systemd for cgroups (not implemented: a clear error for verbs
+    /// that create processes).
     #[arg(long = "systemd-cgroup")]
     systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (accepted for compatibility).
@@ -338,8 +339,13 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
         let seal = wharf_sys::exe::ensure_sealed().context("re-execute from a sealed image")?;
         tracing::debug!(?seal, "running from a sealed image");
     }
-    if cli.systemd_cgroup {
-        tracing::warn!("--systemd-cgroup is not supported yet; ignored");
+    if cli.systemd_cgroup && spawning(&cli.verb).is_some() {
+        // Placing a container with the cgroupfs driver under a systemd
+        // that believes it owns the tree would fight systemd; refuse.
+        if std::path::Path::new("/run/systemd/system").is_dir() {
+            bail!("--systemd-cgroup: the systemd cgroup driver is not implemented yet; use the cgroupfs driver (drop the flag)");
+        }
+        bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (drop the flag)");
     }
     let rt = Runtime::new(cli.root.clone());
     let id = |s: &str| ContainerId::parse(s).map_err(anyhow::Error::from);

@@ -226,3 +226,63 @@ fn device_rules_deny_mknod_of_an_unlisted_device() {
     assert!(out.contains("Operation not permitted"), "{out}");
     assert!(out.ends_with("null-ok\n"), "{out}");
 }
+
+#[test]
+fn cpu_quota_throttles_a_busy_loop() {
+    require!(Root, Busybox);
+    if !Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    // 10% of one CPU: a busy loop for 1 s of wall time gets about 0.1 s of
+    // CPU, and the kernel counts the periods it was throttled in.
+    let out = run_ok(
+        &rt,
+        limited(
+            serde_json::json!({"cpu": {"quota": 10000, "period": 100000}}),
+            "timeout 1 sh -c 'while :; do :; done'; \
+             grep -E '^nr_throttled' /sys/fs/cgroup/cpu/cpu.stat; \
+             read -r usage < /sys/fs/cgroup/cpuacct/cpuacct.usage; echo usage=$usage",
+        ),
+    );
+    let throttled: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .unwrap();
+    let usage_ns: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("usage="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(throttled >= 3, "throttled in {throttled} periods: {out}");
+    assert!(
+        usage_ns < 400_000_000,
+        "{usage_ns} ns of CPU in 1 s under a 10% quota"
+    );
+}
+
+#[test]
+fn systemd_cgroup_driver_is_a_clear_error() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle("sysd", BundleBuilder::new());
+    let out = rt
+        .cmd()
+        .args([
+            "--systemd-cgroup",
+            "run",
+            "--bundle",
+            crate::path_str(&bundle.dir),
+            &env.name(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--systemd-cgroup"));
+    assert!(rt.ok(&["list", "-q"]).is_empty());
+}
