@@ -128,6 +128,9 @@ pub struct MemoryStats {
     pub limit: Option<u64>,
     /// Highest usage seen (v1 `memory.max_usage_in_bytes`, v2 `memory.peak`).
     pub max_usage: Option<u64>,
+    /// Processes the OOM killer killed in the cgroup (`oom_kill` of v1
+    /// `memory.oom_control`, v2 `memory.events`).
+    pub oom_kills: Option<u64>,
 }
 
 /// Process counts.
@@ -217,6 +220,16 @@ pub(crate) fn kill_pids(dir: &Path, pids: &[i32]) -> Result<(), CgroupError> {
 }
 
 /// Reads an optional number file: a missing file (controller absent) is `None`.
+/// The number after `key` in a keyed file (`memory.oom_control`,
+/// `memory.events`), if the file and the key exist.
+pub(crate) fn optional_keyed_u64(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = files::read(path)?;
+    Ok(files::keyed(&text, key).and_then(|v| v.trim().parse().ok()))
+}
+
 pub(crate) fn optional_u64(path: &Path) -> Result<Option<u64>, CgroupError> {
     if !path.exists() {
         return Ok(None);

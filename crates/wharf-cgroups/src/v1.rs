@@ -268,6 +268,10 @@ impl Manager for V1Manager {
                 usage: optional_u64(&dir.join("memory.usage_in_bytes"))?,
                 limit: limited(optional_u64(&dir.join("memory.limit_in_bytes"))?),
                 max_usage: optional_u64(&dir.join("memory.max_usage_in_bytes"))?,
+                oom_kills: crate::manager::optional_keyed_u64(
+                    &dir.join("memory.oom_control"),
+                    "oom_kill",
+                )?,
             };
         }
         if let Some(dir) = self.dirs.get("pids") {

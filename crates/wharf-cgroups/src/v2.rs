@@ -194,6 +194,10 @@ impl Manager for V2Manager {
                 usage: optional_u64(&self.dir.join("memory.current"))?,
                 limit: optional_u64(&self.dir.join("memory.max"))?,
                 max_usage: optional_u64(&self.dir.join("memory.peak"))?,
+                oom_kills: crate::manager::optional_keyed_u64(
+                    &self.dir.join("memory.events"),
+                    "oom_kill",
+                )?,
             },
             pids: PidsStats {
                 current: optional_u64(&self.dir.join("pids.current"))?,

@@ -513,27 +513,47 @@ fn stats_json(id: &ContainerId, s: &wharf_runtime::Stats) -> serde_json::Value {
         "id": id.as_str(),
         "data": {
             "cpu": {"usage": {"total": s.cpu.usage_ns, "user": s.cpu.user_ns, "kernel": s.cpu.system_ns}},
-            "memory": {"usage": {"usage": s.memory.usage, "limit": s.memory.limit, "max": s.memory.max_usage}},
+            "memory": {"usage": {"usage": s.memory.usage, "limit": s.memory.limit, "max": s.memory.max_usage}, "oom_kills": s.memory.oom_kills},
             "pids": {"current": s.pids.current, "limit": s.pids.limit}
         }
     })
 }
 
+/// `events`: stats once (`--stats`), or a stream: stats every `interval`
+/// and an `oom` event as soon as the cgroup's OOM-kill count grows (checked
+/// every 100 ms), until the container stops.
 fn events(rt: &Runtime, id: &ContainerId, once: bool, interval: &str) -> anyhow::Result<i32> {
     let every = humantime::parse_duration(interval)
         .with_context(|| format!("invalid --interval {interval:?}"))?;
-    loop {
-        let stats = rt.stats(id)?;
+    let emit = |v: &serde_json::Value| -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &stats_json(id, &stats))?;
+        serde_json::to_writer(&mut out, v)?;
         writeln!(out)?;
         out.flush()?;
-        if once {
-            return Ok(0);
-        }
-        std::thread::sleep(every);
+        Ok(())
+    };
+    let stats = rt.stats(id)?;
+    emit(&stats_json(id, &stats))?;
+    if once {
+        return Ok(0);
+    }
+    let tick = std::time::Duration::from_millis(100).min(every);
+    let mut ooms = stats.memory.oom_kills.unwrap_or(0);
+    let mut last = std::time::Instant::now();
+    loop {
+        std::thread::sleep(tick);
         if rt.state(id)?.status == wharf_runtime::Status::Stopped {
             return Ok(0);
+        }
+        let stats = rt.stats(id)?;
+        let now = stats.memory.oom_kills.unwrap_or(0);
+        if now > ooms {
+            emit(&serde_json::json!({"type": "oom", "id": id.as_str()}))?;
+            ooms = now;
+        }
+        if last.elapsed() >= every {
+            emit(&stats_json(id, &stats))?;
+            last = std::time::Instant::now();
         }
     }
 }

@@ -286,3 +286,43 @@ fn systemd_cgroup_driver_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--systemd-cgroup"));
     assert!(rt.ok(&["list", "-q"]).is_empty());
 }
+
+#[test]
+fn events_reports_an_oom_kill() {
+    require!(Root, Busybox);
+    if !v1() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    // The init survives; each command substitution's child is OOM-killed.
+    let bundle = env.bundle(
+        "oomev",
+        limited(
+            serde_json::json!({"memory": {"limit": 16777216, "swap": 16777216}}),
+            "sleep 0.5; while true; do sh -c 'x=$(head -c 100000000 /dev/zero | tr \"\\0\" a)'; sleep 0.2; done",
+        ),
+    );
+    let id = rt.create(&bundle);
+    rt.ok(&["start", &id]);
+    let log = env.path().join("events.log");
+    let mut events = rt
+        .cmd()
+        .args(["events", "--interval", "200ms", &id])
+        .stdout(fs_err::File::create(&log).unwrap().into_parts().0)
+        .spawn()
+        .unwrap();
+    let saw_oom = eventually(|| {
+        fs_err::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"type\":\"oom\"")
+    });
+    rt.ok(&["delete", "-f", &id]);
+    let _ = events.wait();
+    let text = fs_err::read_to_string(&log).unwrap();
+    assert!(saw_oom, "{text}");
+    assert!(
+        text.lines().next().unwrap().contains("\"type\":\"stats\""),
+        "{text}"
+    );
+}
