@@ -4,7 +4,7 @@
 # plus a raw `unshare` baseline. Prints a Markdown report on stdout; progress
 # goes to stderr. See bench/README.md for what it measures and the caveats.
 #
-# Usage: bench/runtime-run.sh [-n N] [--wharf PATH] [--runtimes "wharf crun runc"]
+# Usage: bench/runtime-run.sh [-n N] [--seccomp] [--wharf PATH] [--runtimes "wharf crun runc"]
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -37,6 +37,9 @@ reports median, mean, min and p90 latency, peak RSS and syscalls per run.
                     else $REPO_ROOT/target/release/wharf-runc)
   --runtimes LIST   space-separated runtimes: "wharf", or a name on PATH, or a path
                     (default: "wharf crun runc"; wharf left out if not built)
+  --seccomp         add Wharf's default seccomp profile (Docker-equivalent, from
+                    \`wharf-runc spec --seccomp-default\`) to the config: every
+                    runtime compiles and installs the same filter on each start
   -h, --help        this text
 
 WHARF_BENCH_KEEP=1 keeps the work dir (bundle, hyperfine JSON, strace
@@ -276,7 +279,7 @@ resolve_runtime() {
 }
 
 main() {
-    local invocation n=50 runtimes='' wharf_explicit=0
+    local invocation n=50 runtimes='' wharf_explicit=0 seccomp=0
     invocation=$(shell_quote "$0" "$@")
     WHARF=/usr/local/bin/wharf-runc
     [[ -x $WHARF ]] || WHARF=$REPO_ROOT/target/release/wharf-runc
@@ -289,6 +292,7 @@ main() {
             --wharf=*) WHARF=${1#--wharf=}; wharf_explicit=1; shift ;;
             --runtimes) [[ $# -ge 2 ]] || die "--runtimes needs a value"; runtimes=$2; shift 2 ;;
             --runtimes=*) runtimes=${1#--runtimes=}; shift ;;
+            --seccomp) seccomp=1; shift ;;
             -h | --help) usage; exit 0 ;;
             *) usage >&2; die "unknown argument: $1" ;;
         esac
@@ -323,6 +327,18 @@ main() {
 
     log "building busybox bundle in $WORK/bundle"
     build_busybox_bundle "$WORK/bundle"
+    local seccomp_note="no seccomp profile"
+    if ((seccomp)); then
+        [[ -x $WHARF ]] || die "--seccomp needs wharf-runc to write the profile ($WHARF)"
+        mkdir -p "$WORK/profile"
+        "$WHARF" spec --seccomp-default --bundle "$WORK/profile"
+        if ! jq --slurpfile p "$WORK/profile/config.json" '.linux.seccomp = $p[0].linux.seccomp' \
+            "$WORK/bundle/config.json" >"$WORK/bundle/config.json.new"; then
+            die "could not add the seccomp profile to the bundle"
+        fi
+        mv "$WORK/bundle/config.json.new" "$WORK/bundle/config.json"
+        seccomp_note="Wharf's default seccomp profile ($(jq '[.linux.seccomp.syscalls[].names[]] | length' "$WORK/bundle/config.json") syscall names) in config.json"
+    fi
 
     {
         printf 'N=%q\nROUNDS=%q\nPREFIX=%q\nBUNDLE=%q\n' "$n" "$ROUNDS" "$PREFIX" "$WORK/bundle"
@@ -364,6 +380,7 @@ main() {
     echo "- host: $os, kernel $(uname -r), CPU ${cpu:-unknown} ($(nproc) cores);" \
         "load average $load_start before, $load_end after"
     echo "- cgroups: $cgroup_note; config.json has no cgroup settings"
+    echo "- seccomp: $seccomp_note"
     for i in "${!names[@]}"; do
         echo "- ${names[i]}: \`${bins[i]}\`, $(first_line "${bins[i]}" --version)"
     done

@@ -121,6 +121,10 @@ enum Verb {
         /// A spec for an unprivileged user.
         #[arg(long)]
         rootless: bool,
+        /// Include Wharf's default seccomp profile (Docker-equivalent, for
+        /// the spec's bounding capabilities). Not a runc flag.
+        #[arg(long = "seccomp-default")]
+        seccomp_default: bool,
     },
     /// Output the OCI features document.
     Features,
@@ -414,7 +418,7 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
             stats,
             interval,
         } => events(&rt, &id(i)?, *stats, interval),
-        Verb::Spec { bundle, rootless } => {
+        Verb::Spec { bundle, rootless, seccomp_default } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("File {} exists. Remove it first", path.display());
@@ -425,7 +429,15 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
                     rustix::process::getgid().as_raw(),
                 )
             });
-            let data = serde_json::to_vec_pretty(&wharf_runtime::default_spec(ids))?;
+            let mut spec = wharf_runtime::default_spec(ids);
+            if *seccomp_default {
+                let caps: Vec<String> = spec["process"]["capabilities"]["bounding"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                spec["linux"]["seccomp"] = serde_json::to_value(wharf_runtime::default_seccomp(&caps))?;
+            }
+            let data = serde_json::to_vec_pretty(&spec)?;
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
