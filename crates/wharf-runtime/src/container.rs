@@ -140,6 +140,7 @@ pub(crate) fn create(
         &bundle,
         &spec,
         "creating",
+        &root.dir().join(".seccomp"),
     )?;
     let console = match (process.terminal, console, &req.console_socket) {
         (true, Some(fd), _) => Some(fd),

@@ -151,6 +151,7 @@ pub(crate) fn exec(
         &record.bundle,
         &record.config,
         "running",
+        &root.dir().join(".seccomp"),
     )?;
     if !extra_caps.is_empty() {
         let extra = crate::caps::parse_names(&extra_caps)

@@ -18,5 +18,6 @@ pub mod mount;
 pub mod process;
 pub mod procfs;
 pub mod root;
+pub mod seccomp;
 
 pub use root::Root;

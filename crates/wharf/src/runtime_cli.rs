@@ -418,7 +418,11 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
             stats,
             interval,
         } => events(&rt, &id(i)?, *stats, interval),
-        Verb::Spec { bundle, rootless, seccomp_default } => {
+        Verb::Spec {
+            bundle,
+            rootless,
+            seccomp_default,
+        } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("File {} exists. Remove it first", path.display());
@@ -433,9 +437,14 @@ fn dispatch(cli: &RuntimeCli) -> anyhow::Result<i32> {
             if *seccomp_default {
                 let caps: Vec<String> = spec["process"]["capabilities"]["bounding"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                spec["linux"]["seccomp"] = serde_json::to_value(wharf_runtime::default_seccomp(&caps))?;
+                spec["linux"]["seccomp"] =
+                    serde_json::to_value(wharf_runtime::default_seccomp(&caps))?;
             }
             let data = serde_json::to_vec_pretty(&spec)?;
             std::fs::OpenOptions::new()

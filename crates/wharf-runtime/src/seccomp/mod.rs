@@ -241,6 +241,83 @@ impl FilterPlan {
         self.rules.iter().any(|r| r.action == Action::Notify)
     }
 
+    /// The seccomp(2) flags the plan asks for.
+    pub(crate) fn flags(&self) -> u32 {
+        use wharf_sys::seccomp as f;
+        let mut flags = 0;
+        if self.tsync {
+            flags |= f::FLAG_TSYNC;
+        }
+        if self.log {
+            flags |= f::FLAG_LOG;
+        }
+        if self.spec_allow {
+            flags |= f::FLAG_SPEC_ALLOW;
+        }
+        if self.wait_killable_recv {
+            flags |= f::FLAG_WAIT_KILLABLE_RECV;
+        }
+        if self.uses_notify() {
+            flags |= f::FLAG_NEW_LISTENER;
+        }
+        flags
+    }
+
+    /// The compiled BPF program: from `cache_dir` when this plan (with this
+    /// libseccomp) was compiled before, else compiled now and stored there.
+    /// Compiling a Docker-sized profile takes tens of milliseconds; a start
+    /// then only installs the program. The cache is best effort: a missing
+    /// or unusable directory just means compiling every time.
+    pub(crate) fn program(&self, cache_dir: &Path) -> Result<Vec<u8>> {
+        use sha2::Digest;
+        let version = libseccomp::ScmpVersion::current()
+            .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+            .unwrap_or_default();
+        let digest =
+            sha2::Sha256::digest(format!("wharf-seccomp-v1 {version} {self:?}").as_bytes());
+        let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let cached = cache_dir.join(format!("{name}.bpf"));
+        let cache_ok = ensure_private_dir(cache_dir);
+        if cache_ok {
+            if let Ok(program) = fs_err::read(&cached) {
+                if !program.is_empty() && program.len().is_multiple_of(8) {
+                    return Ok(program);
+                }
+            }
+        }
+        let ctx = self
+            .compile()
+            .map_err(|e| RuntimeError::config(format!("linux.seccomp: {e}")))?;
+        let export = |path: &Path| -> std::io::Result<Vec<u8>> {
+            let file = fs_err::File::create(path)?;
+            ctx.export_bpf(file.file()).map_err(std::io::Error::other)?;
+            fs_err::read(path)
+        };
+        if cache_ok {
+            let tmp = cache_dir.join(format!(".{name}.{}", std::process::id()));
+            if let Ok(program) = export(&tmp) {
+                let _ = fs_err::rename(&tmp, &cached);
+                return Ok(program);
+            }
+            let _ = fs_err::remove_file(&tmp);
+        }
+        let memfd = rustix::fs::memfd_create("wharf-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| {
+                RuntimeError::sys(
+                    "create memfd for the seccomp program",
+                    std::io::Error::from(e),
+                )
+            })?;
+        ctx.export_bpf(&memfd)
+            .map_err(|e| RuntimeError::sys("export seccomp program", std::io::Error::other(e)))?;
+        let mut file = File::from(memfd);
+        let mut program = Vec::new();
+        std::io::Seek::rewind(&mut file)
+            .and_then(|_| std::io::Read::read_to_end(&mut file, &mut program))
+            .map_err(|e| RuntimeError::sys("read seccomp program", e))?;
+        Ok(program)
+    }
+
     /// Builds the libseccomp filter (not loaded).
     pub(crate) fn compile(&self) -> Result<ScmpFilterContext, libseccomp::error::SeccompError> {
         let mut ctx = ScmpFilterContext::new(self.default_action.to_scmp())?;
@@ -298,10 +375,22 @@ struct Listener {
     annotations: HashMap<String, String>,
 }
 
-/// A prepared seccomp filter: the plan, and the listener when it notifies.
+/// Creates `dir` (0700) if needed; true when it is a directory owned by
+/// us that nobody else may write, so its contents can be trusted.
+fn ensure_private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    fs_err::symlink_metadata(dir).is_ok_and(|m| {
+        m.is_dir() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
+    })
+}
+
+/// A prepared seccomp filter: the compiled program, its flags, and the
+/// listener when it notifies.
 #[derive(Debug, Clone)]
 pub(crate) struct Seccomp {
-    plan: FilterPlan,
+    program: Arc<Vec<u8>>,
+    flags: u32,
     listener: Option<Listener>,
 }
 
@@ -315,15 +404,19 @@ impl Seccomp {
         bundle: &Path,
         spec: &Spec,
         status: &'static str,
+        cache_dir: &Path,
     ) -> Result<Option<Self>> {
         let Some(s) = seccomp else {
             return Ok(None);
         };
         let plan = FilterPlan::from_oci(s)
             .map_err(|reason| RuntimeError::config(format!("linux.seccomp: {reason}")))?;
+        let program = Arc::new(plan.program(cache_dir)?);
+        let flags = plan.flags();
         if !plan.uses_notify() {
             return Ok(Some(Seccomp {
-                plan,
+                program,
+                flags,
                 listener: None,
             }));
         }
@@ -339,7 +432,8 @@ impl Seccomp {
         let procfs = wharf_sys::procfs::open(".", OFlags::PATH | OFlags::DIRECTORY)
             .map_err(|e| RuntimeError::sys("open procfs for the seccomp listener state", e))?;
         Ok(Some(Seccomp {
-            plan,
+            program,
+            flags,
             listener: Some(Listener {
                 path,
                 socket: Arc::new(socket),
@@ -353,24 +447,16 @@ impl Seccomp {
         }))
     }
 
-    /// Compiles and loads the filter into the calling process, then hands a
-    /// NOTIFY filter's fd to the listener.
+    /// Installs the filter into the calling process, then hands a NOTIFY
+    /// filter's fd to the listener (our copy is closed: when the listener
+    /// goes away, pending calls fail with ENOSYS).
     pub(crate) fn install(&self) -> Result<(), StepError> {
-        let ctx = self
-            .plan
-            .compile()
-            .map_err(|e| step_err("build seccomp filter", e.to_string()))?;
-        ctx.load()
-            .map_err(|e| step_err("load seccomp filter", e.to_string()))?;
+        let notify = wharf_sys::seccomp::install_filter(&self.program, self.flags)
+            .step(|| "load seccomp filter".into())?;
         if let Some(listener) = &self.listener {
-            let fd = ctx
-                .get_notify_fd()
-                .map_err(|e| step_err("get seccomp notify fd", e.to_string()))?;
-            let result = listener.send(fd);
-            // Closes libseccomp's copy of the notify fd: only the listener
-            // keeps it, so its going away fails pending calls with ENOSYS.
-            let _ = libseccomp::reset_global_state();
-            result?;
+            let fd =
+                notify.ok_or_else(|| step_err("load seccomp filter", "no notify fd returned"))?;
+            listener.send(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
         }
         Ok(())
     }
@@ -575,8 +661,33 @@ mod tests {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
                 {"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
         );
-        let err = Seccomp::prepare(Some(&s), "c", Path::new("/b"), &Spec::default(), "creating")
-            .unwrap_err();
+        let cache = tempfile::tempdir().unwrap();
+        let err = Seccomp::prepare(
+            Some(&s),
+            "c",
+            Path::new("/b"),
+            &Spec::default(),
+            "creating",
+            cache.path(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("listenerPath"), "{err}");
+    }
+
+    #[test]
+    fn compiled_program_is_cached_by_plan() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("seccomp");
+        let plan = FilterPlan::from_oci(&default_seccomp(&[])).unwrap();
+        let first = plan.program(&dir).unwrap();
+        assert!(!first.is_empty() && first.len().is_multiple_of(8));
+        let files: Vec<_> = fs_err::read_dir(&dir).unwrap().collect();
+        assert_eq!(files.len(), 1, "one cached program");
+        // A second call reads the cache: same bytes.
+        assert_eq!(plan.program(&dir).unwrap(), first);
+        // Another plan, another entry.
+        let other = FilterPlan::from_oci(&default_seccomp(&["CAP_SYS_ADMIN".to_string()])).unwrap();
+        assert_ne!(other.program(&dir).unwrap(), first);
+        assert_eq!(fs_err::read_dir(&dir).unwrap().count(), 2);
     }
 }
