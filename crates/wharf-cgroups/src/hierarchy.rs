@@ -87,12 +87,16 @@ impl Hierarchy {
 
 /// A `cgroup` or `cgroup2` line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CgroupMount {
-    pub(crate) root: String,
-    pub(crate) mount_point: PathBuf,
-    pub(crate) fstype: String,
+pub struct CgroupMount {
+    /// The cgroup shown at the mount point (`/` unless a namespace or bind
+    /// mount shows a sub-tree).
+    pub root: String,
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// `cgroup` or `cgroup2`.
+    pub fstype: String,
     /// v1 controllers and `name=` from the super options; empty for cgroup2.
-    pub(crate) controllers: Vec<String>,
+    pub controllers: Vec<String>,
 }
 
 /// The v1 super options that are not controllers.
@@ -106,7 +110,8 @@ const NOT_CONTROLLERS: &[&str] = &[
     "favordynmods",
 ];
 
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
+/// Every cgroup mount listed in `/proc/<pid>/mountinfo` text.
+pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some((left, right)) = line.split_once(" - ") else {

@@ -21,7 +21,7 @@ mod v1;
 mod v2;
 
 pub use error::{CgroupError, ErrorKind};
-pub use hierarchy::{Hierarchy, V1Mount};
+pub use hierarchy::{parse_mountinfo, CgroupMount, Hierarchy, V1Mount};
 pub use manager::{
     manager_for, CpuStats, FreezerState, Location, Manager, MemoryStats, PidsStats, Stats,
 };

@@ -10,74 +10,12 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use wharf_cgroups::CgroupMount;
 use wharf_sys::mount::{self as sysmount, FsOption, MountAttrs};
 use wharf_sys::Root;
 
 use crate::error::{Step, StepError};
 use crate::mounts::Plan;
-use crate::rootfs::unescape_mountinfo;
-
-/// One mounted cgroup hierarchy of the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Hierarchy {
-    /// Where it is mounted (`/sys/fs/cgroup/memory`).
-    mount_point: PathBuf,
-    /// The cgroup path at the root of that mount (usually `/`).
-    mount_root: String,
-    /// `cgroup` or `cgroup2`.
-    fstype: String,
-    /// Controllers / name from the super options (`memory`, `name=systemd`);
-    /// empty for cgroup2.
-    controllers: Vec<String>,
-}
-
-fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(point), Some(fstype)) = (left.get(3), left.get(4), right.first())
-        else {
-            continue;
-        };
-        if *fstype != "cgroup" && *fstype != "cgroup2" {
-            continue;
-        }
-        let controllers = right
-            .get(2)
-            .map(|opts| {
-                opts.split(',')
-                    .filter(|o| {
-                        !matches!(
-                            *o,
-                            "rw" | "ro"
-                                | "nsdelegate"
-                                | "memory_recursiveprot"
-                                | "noprefix"
-                                | "xattr"
-                                | "clone_children"
-                        ) && !o.starts_with("release_agent")
-                    })
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Hierarchy {
-            mount_point: PathBuf::from(unescape_mountinfo(point)),
-            mount_root: unescape_mountinfo(root),
-            fstype: (*fstype).to_owned(),
-            controllers: if *fstype == "cgroup2" {
-                Vec::new()
-            } else {
-                controllers
-            },
-        });
-    }
-    out
-}
 
 /// The calling process's cgroup path in the hierarchy with `controllers`
 /// (v1) or the unified hierarchy (`controllers` empty).
@@ -100,9 +38,9 @@ fn own_cgroup(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
 }
 
 /// Host directory of the caller's cgroup in `h`.
-fn host_dir(h: &Hierarchy, cgroup: &str) -> PathBuf {
+fn host_dir(h: &CgroupMount, cgroup: &str) -> PathBuf {
     let rel = cgroup
-        .strip_prefix(h.mount_root.trim_end_matches('/'))
+        .strip_prefix(h.root.trim_end_matches('/'))
         .unwrap_or(cgroup)
         .trim_start_matches('/');
     h.mount_point.join(rel)
@@ -113,7 +51,7 @@ fn host_dir(h: &Hierarchy, cgroup: &str) -> PathBuf {
 /// the container's cgroup — as its root; without one, the host directory of
 /// the caller's cgroup is bind-mounted.
 fn source_tree(
-    h: &Hierarchy,
+    h: &CgroupMount,
     proc_cgroup: &str,
     cgroupns: bool,
     attrs: u64,
@@ -165,7 +103,7 @@ pub(crate) fn mount(
         fs_err::read_to_string("/proc/self/mountinfo").step(|| "read mountinfo".into())?;
     let proc_cgroup =
         fs_err::read_to_string("/proc/self/cgroup").step(|| "read /proc/self/cgroup".into())?;
-    let all = hierarchies(&mountinfo);
+    let all = wharf_cgroups::parse_mountinfo(&mountinfo);
     let ro = plan.attrs.set & sysmount::ATTR_RDONLY != 0;
     let bind_attrs = MountAttrs {
         set: plan.attrs.set & !sysmount::ATTR_ATIME_MASK
@@ -254,7 +192,7 @@ mod tests {
 
     #[test]
     fn finds_hierarchies_and_own_cgroups() {
-        let hs = hierarchies(MOUNTINFO);
+        let hs = wharf_cgroups::parse_mountinfo(MOUNTINFO);
         assert_eq!(hs.len(), 4);
         assert_eq!(hs[1].controllers, vec!["memory".to_string()]);
         assert_eq!(

@@ -155,7 +155,7 @@ fn make_parent_private(rootfs: &Path) -> StepResult {
     Ok(())
 }
 
-pub(crate) fn unescape_mountinfo(s: &str) -> String {
+fn unescape_mountinfo(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
