@@ -408,3 +408,39 @@ fn container_starts_with_default_signal_dispositions() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// CVE-2016-9962 class: while `exec` joins the container, nothing inside
+/// may reach the joining process (it is non-dumpable until it execs, and
+/// joins through a pidfd with no host directory open). A container process
+/// scans /proc for the whole time of 40 execs: every executable it can
+/// resolve must be its own busybox, never the runtime's image.
+#[test]
+fn exec_joining_process_is_unreachable_from_the_container() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let bundle = env.bundle(
+        "scan",
+        BundleBuilder::new()
+            .readonly_root(false)
+            .args(&[
+                "sh",
+                "-c",
+                "touch /tmp/ready; while true; do for p in /proc/[0-9]*; do \
+                 l=$(readlink $p/exe 2>/dev/null) && [ \"$l\" != /bin/busybox ] && echo \"$p $l\" >> /tmp/seen; \
+                 done; done",
+            ]),
+    );
+    let id = rt.create(&bundle);
+    rt.ok(&["start", &id]);
+    assert!(crate::eventually(|| bundle
+        .rootfs
+        .join("tmp/ready")
+        .exists()));
+    for _ in 0..40 {
+        rt.ok(&["exec", &id, "true"]);
+    }
+    rt.ok(&["delete", "-f", &id]);
+    let seen = fs_err::read_to_string(bundle.rootfs.join("tmp/seen")).unwrap_or_default();
+    assert_eq!(seen, "", "the container resolved a foreign executable");
+}
