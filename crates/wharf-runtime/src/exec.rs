@@ -67,6 +67,8 @@ pub struct ExecRequest {
     pub console_socket: Option<PathBuf>,
     /// Descriptors after stdio to pass on.
     pub preserve_fds: i32,
+    /// Run in a paused container too (the process starts frozen).
+    pub ignore_paused: bool,
 }
 
 fn merge(base: &Process, o: &ExecOverrides) -> Result<(Process, Vec<String>)> {
@@ -120,7 +122,9 @@ pub(crate) fn exec(
 ) -> Result<ExecStarted> {
     let record = root.load(&req.id)?;
     let status = record.status(root);
-    if status == Status::Stopped {
+    // A process joining a frozen cgroup freezes before it execs: refuse
+    // unless asked, as runc does.
+    if status == Status::Stopped || (status == Status::Paused && !req.ignore_paused) {
         return Err(RuntimeError::WrongStatus {
             op: "exec in",
             id: req.id.to_string(),

@@ -254,7 +254,7 @@ struct ExecArgs {
     /// Pass this many descriptors after stdio.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Accepted for compatibility.
+    /// Run even if the container is paused (the process starts frozen).
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
     /// Accepted for compatibility (cgroups come with the confinement work).
@@ -595,7 +595,7 @@ fn exec(rt: &Runtime, a: &ExecArgs) -> anyhow::Result<i32> {
     if a.process_label.as_deref().is_some_and(|l| !l.is_empty()) {
         bail!("--process-label: SELinux is not enabled on this host");
     }
-    let _ = (a.ignore_paused, &a.cgroup);
+    let _ = &a.cgroup;
     let process = match &a.process {
         Some(path) => {
             let data = fs_err::File::open(path)?;
@@ -631,6 +631,7 @@ fn exec(rt: &Runtime, a: &ExecArgs) -> anyhow::Result<i32> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: preserved(a.preserve_fds)?,
+        ignore_paused: a.ignore_paused,
     };
     let attach = if a.detach {
         Attach::Detach

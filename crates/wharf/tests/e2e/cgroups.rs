@@ -151,6 +151,7 @@ fn pause_resume_update_events_and_cleanup() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(read(), frozen, "the counter advanced while paused");
     assert!(rt.fails(&["pause", &id]).contains("it is paused"));
+    assert!(rt.fails(&["exec", &id, "true"]).contains("it is paused"));
     rt.ok(&["resume", &id]);
     assert_eq!(rt.state(&id)["status"], "running");
     assert!(eventually(|| read() > frozen + 2));
