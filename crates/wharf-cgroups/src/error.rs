@@ -153,6 +153,17 @@ pub enum CgroupError {
         /// How long it waited.
         waited_ms: u64,
     },
+    /// Loading or attaching the cgroup v2 device program failed.
+    #[error("{operation} device program for {path}")]
+    DeviceProgram {
+        /// `load` or `attach`.
+        operation: &'static str,
+        /// The cgroup directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl CgroupError {
@@ -167,6 +178,7 @@ impl CgroupError {
                 ErrorKind::NotFound
             }
             Self::LimitBelowUsage { .. } | Self::Timeout { .. } => ErrorKind::Conflict,
+            Self::DeviceProgram { .. } => ErrorKind::Internal,
             Self::ReadProc { source, .. }
             | Self::CreateDir { source, .. }
             | Self::RemoveDir { source, .. }

@@ -12,6 +12,7 @@
 //! `LinuxResources` and a cgroup path, never a container id, a config or a
 //! state directory. Its callers (`wharf-runtime`) own that vocabulary.
 
+mod devices_bpf;
 mod error;
 mod files;
 mod hierarchy;

@@ -101,6 +101,36 @@ fn enable_all_controllers(dir: &Path) -> Result<(), CgroupError> {
     files::write(&dir.join("cgroup.subtree_control"), &missing.join(" "))
 }
 
+impl V2Manager {
+    /// Loads the program for `rules` and attaches it to the cgroup,
+    /// replacing the one attached before.
+    fn attach_device_program(
+        &self,
+        rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+    ) -> Result<(), CgroupError> {
+        let insns = crate::devices_bpf::program(rules)?;
+        let err = |operation: &'static str| {
+            let path = self.dir.clone();
+            move |source: std::io::Error| CgroupError::DeviceProgram {
+                operation,
+                path,
+                source,
+            }
+        };
+        let program = wharf_sys::bpf::load_device_program(&insns).map_err(err("load"))?;
+        let dir = rustix::fs::open(
+            &self.dir,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| err("open cgroup for")(e.into()))?;
+        use std::os::fd::AsFd;
+        wharf_sys::bpf::attach_device_program(dir.as_fd(), program.as_fd()).map_err(err("attach"))
+    }
+}
+
 impl Manager for V2Manager {
     fn location(&self) -> crate::Location {
         crate::Location::V2 {
@@ -125,6 +155,9 @@ impl Manager for V2Manager {
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         for write in plan_v2(resources, &self.facts()?, &self.dir)? {
             files::write(&self.dir.join(&write.file), &write.value)?;
+        }
+        if let Some(rules) = resources.devices().as_ref().filter(|d| !d.is_empty()) {
+            self.attach_device_program(rules)?;
         }
         Ok(())
     }
@@ -407,13 +440,7 @@ pub(crate) fn plan_v2(
     if let Some(rdma) = r.rdma() {
         out.extend(plan::rdma_writes(rdma));
     }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(CgroupError::Unsupported {
-            what: "linux.resources.devices (the eBPF device program is not implemented yet)"
-                .to_owned(),
-            version: VERSION,
-        });
-    }
+    // Device rules are not files on v2: `apply` attaches an eBPF program.
     if let Some(unified) = r.unified() {
         out.extend(plan::unified_writes(unified, "unified")?);
     }
@@ -583,12 +610,13 @@ mod tests {
         );
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
         assert!(plan(r#"{"network": {"classID": 1}}"#, &facts).is_err());
-        let err = plan(
+        // Device rules are no file writes: apply attaches a program.
+        let writes = plan(
             r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
             &facts,
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("eBPF device program"));
+        .unwrap();
+        assert!(writes.is_empty());
     }
 
     #[test]

@@ -294,4 +294,52 @@ mod tests {
         m.destroy().unwrap();
         assert!(!dir.exists());
     }
+
+    /// cgroup v2 device control: the eBPF program attached to a cgroup in the
+    /// unified hierarchy (present on this hybrid host, even without
+    /// controllers) denies what the rules deny.
+    #[test]
+    fn v2_device_program_denies_unlisted_devices() {
+        wharf_testkit::require!(Root);
+        let Some(unified) = unified_root() else {
+            return;
+        };
+        let env = wharf_testkit::TestEnv::new();
+        let dir = unified.join(env.name());
+        let manager = wharf_cgroups::V2Manager::with_dir(&unified, &dir);
+        use wharf_cgroups::Manager;
+        manager.create().unwrap();
+        let resources: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({
+                "devices": [
+                    {"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}
+                ]
+            }))
+            .unwrap();
+        manager.apply(&resources).unwrap();
+        let mut child = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "read _; head -c 1 /dev/zero | wc -c; head -c 1 /dev/full || echo full-denied",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        manager.add_process(child.id() as i32).unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        manager.destroy().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\nfull-denied\n");
+    }
+
+    fn unified_root() -> Option<std::path::PathBuf> {
+        match wharf_cgroups::Hierarchy::detect().ok()? {
+            wharf_cgroups::Hierarchy::V2 { root } => Some(root),
+            wharf_cgroups::Hierarchy::Hybrid { unified, .. } => Some(unified),
+            wharf_cgroups::Hierarchy::V1 { .. } => None,
+        }
+    }
 }

@@ -55,19 +55,9 @@ impl ContainerCgroup {
     /// Appends, after the config's device rules, the rules the runtime needs
     /// and users cannot remove (as runc does): the OCI default devices, the
     /// configured `linux.devices`, and the terminal devices (pts, ptmx,
-    /// console, tty), all `rwm`. Unlike runc, no wildcard `mknod` rule.
-    ///
-    /// cgroup v2 enforces device rules with an eBPF program, not written
-    /// yet: on v2 the rules are left out with a warning rather than every
-    /// container failing.
+    /// console, tty), all `rwm`. Unlike runc, no wildcard `mknod` rule. On
+    /// cgroup v2 the same rules become the cgroup's eBPF device program.
     fn with_runtime_devices(&self, mut resources: LinuxResources, spec: &Spec) -> LinuxResources {
-        if matches!(self.manager.location(), Location::V2 { .. }) {
-            if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-                tracing::warn!("device cgroup rules are not enforced on cgroup v2 yet");
-            }
-            resources.set_devices(None);
-            return resources;
-        }
         let mut rules = resources.devices().clone().unwrap_or_default();
         if rules.is_empty() {
             // No rule, no restriction: a new cgroup allows every device.

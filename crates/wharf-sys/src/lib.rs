@@ -11,6 +11,7 @@
 //! All `unsafe` code of the workspace lives here (and in the dev-only testkit),
 //! each block wrapping one call with a `// SAFETY:` comment.
 
+pub mod bpf;
 pub mod console;
 pub mod exe;
 pub mod fd;
