@@ -79,6 +79,8 @@ impl Drop for CreateGuard<'_> {
 #[derive(Debug)]
 pub(crate) struct Created {
     pub(crate) record: Record,
+    /// With `relay_terminal`: the socket the terminal master arrives on.
+    pub(crate) console: Option<OwnedFd>,
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -114,7 +116,7 @@ fn init_failure(f: sync::SyncFailure) -> RuntimeError {
 pub(crate) fn create(
     root: &StateRoot,
     req: &CreateRequest,
-    console: Option<OwnedFd>,
+    relay_terminal: bool,
 ) -> Result<Created> {
     let bundle = absolute(&req.bundle)?;
     let spec = config::load(&bundle)?;
@@ -142,10 +144,15 @@ pub(crate) fn create(
         "creating",
         &root.dir().join(".seccomp"),
     )?;
-    let console = match (process.terminal, console, &req.console_socket) {
-        (true, Some(fd), _) => Some(fd),
-        (true, None, Some(path)) => Some(connect_console(path)?),
-        (true, None, None) => {
+    let mut local_console = None;
+    let console = match (process.terminal, relay_terminal, &req.console_socket) {
+        (true, _, Some(path)) => Some(connect_console(path)?),
+        (true, true, None) => {
+            let (theirs, ours) = console_pair()?;
+            local_console = Some(ours);
+            Some(theirs)
+        }
+        (true, false, None) => {
             return Err(RuntimeError::InvalidArgument {
                 reason: "process.terminal is set: --console-socket is required".into(),
             })
@@ -288,7 +295,10 @@ pub(crate) fn create(
         write_pid_file(path, init_pid)?;
     }
     guard.commit();
-    Ok(Created { record })
+    Ok(Created {
+        record,
+        console: local_console,
+    })
 }
 
 /// Clones each idmapped bind source on the host, idmaps it with the
@@ -331,6 +341,18 @@ fn send_idmapped_mounts(sock: &SyncSocket, spec: &oci_spec::runtime::Spec, pid: 
 fn send(sock: &SyncSocket, msg: &Message) -> Result<()> {
     sock.send(msg)
         .map_err(|e| RuntimeError::sys("write sync socket", e))
+}
+
+/// A connected pair for a terminal the runtime relays itself: the init
+/// sends the master on one end, the runtime receives it on the other.
+pub(crate) fn console_pair() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| RuntimeError::sys("create console socket pair", std::io::Error::from(e)))
 }
 
 pub(crate) fn connect_console(path: &Path) -> Result<OwnedFd> {

@@ -118,7 +118,7 @@ fn merge(base: &Process, o: &ExecOverrides) -> Result<(Process, Vec<String>)> {
 pub(crate) fn exec(
     root: &StateRoot,
     req: &ExecRequest,
-    console: Option<OwnedFd>,
+    relay_terminal: bool,
 ) -> Result<ExecStarted> {
     let record = root.load(&req.id)?;
     let status = record.status(root);
@@ -162,10 +162,15 @@ pub(crate) fn exec(
             .map_err(|reason| RuntimeError::InvalidArgument { reason })?;
         plan.caps.add(&extra);
     }
-    let console = match (plan.terminal, console, &req.console_socket) {
-        (true, Some(fd), _) => Some(fd),
-        (true, None, Some(path)) => Some(crate::container::connect_console(path)?),
-        (true, None, None) => {
+    let mut local_console = None;
+    let console = match (plan.terminal, relay_terminal, &req.console_socket) {
+        (true, _, Some(path)) => Some(crate::container::connect_console(path)?),
+        (true, true, None) => {
+            let (theirs, ours) = crate::container::console_pair()?;
+            local_console = Some(ours);
+            Some(theirs)
+        }
+        (true, false, None) => {
             return Err(RuntimeError::InvalidArgument {
                 reason: "a terminal needs --console-socket when detached".into(),
             })
@@ -278,13 +283,18 @@ pub(crate) fn exec(
     if let Some(path) = &req.pid_file {
         write_pid_file(path, pid)?;
     }
-    Ok(ExecStarted { pid })
+    Ok(ExecStarted {
+        pid,
+        console: local_console,
+    })
 }
 
 /// The started process.
 #[derive(Debug)]
 pub(crate) struct ExecStarted {
     pub(crate) pid: i32,
+    /// With `relay_terminal`: the socket the terminal master arrives on.
+    pub(crate) console: Option<OwnedFd>,
 }
 
 fn reap(pid: i32) {

@@ -154,7 +154,7 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     let devnull = match prepared {
         Some(prepared) => {
             drop(prepared.root);
-            rootfs::enter(&args.rootfs, args.no_pivot)?;
+            rootfs::enter(&args.rootfs, args.no_pivot, prepared.on_initramfs)?;
             Some(prepared.devnull)
         }
         None => {

@@ -80,7 +80,7 @@ impl Runtime {
 
     /// Creates a container; its init waits for [`Runtime::start`].
     pub fn create(&self, req: &CreateRequest) -> Result<ContainerState> {
-        let created = container::create(&self.root, req, None)?;
+        let created = container::create(&self.root, req, false)?;
         Ok(created.record.to_state(&self.root))
     }
 
@@ -93,7 +93,7 @@ impl Runtime {
     /// deletes it, and returns its exit status; detached, returns 0.
     pub fn run(&self, req: &CreateRequest, attach: Attach) -> Result<i32> {
         if attach == Attach::Detach {
-            container::create(&self.root, req, None)?;
+            container::create(&self.root, req, false)?;
             if let Err(e) = container::start(&self.root, &req.id) {
                 let _ = container::delete(&self.root, &req.id, true);
                 return Err(e);
@@ -101,11 +101,9 @@ impl Runtime {
             return Ok(0);
         }
         let block = foreground::SignalBlock::new()?;
-        let (console, local) =
-            self.local_console(req.console_socket.is_none() && wants_terminal(&req.bundle))?;
-        let created = container::create(&self.root, req, console)?;
-        let master = match local {
-            Some(sock) => Some(receive_master(&sock)?),
+        let created = container::create(&self.root, req, true)?;
+        let master = match &created.console {
+            Some(sock) => Some(receive_master(sock)?),
             None => None,
         };
         if let Err(e) = container::start(&self.root, &req.id) {
@@ -117,20 +115,6 @@ impl Runtime {
         let status = status?;
         deleted?;
         Ok(status)
-    }
-
-    fn local_console(&self, wanted: bool) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
-        if !wanted {
-            return Ok((None, None));
-        }
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| RuntimeError::sys("create console socket pair", std::io::Error::from(e)))?;
-        Ok((Some(a), Some(b)))
     }
 
     /// The state of one container.
@@ -205,30 +189,18 @@ impl Runtime {
     /// Runs another process in the container; returns its exit status in
     /// the foreground, 0 detached.
     pub fn exec(&self, req: &ExecRequest, attach: Attach) -> Result<i32> {
-        let wants_tty = match &req.process {
-            ExecProcess::Full(p) => p.terminal().unwrap_or(false),
-            ExecProcess::Overrides(o) => o.tty,
-        };
         if attach == Attach::Detach {
-            exec::exec(&self.root, req, None)?;
+            exec::exec(&self.root, req, false)?;
             return Ok(0);
         }
         let block = foreground::SignalBlock::new()?;
-        let (console, local) = self.local_console(wants_tty && req.console_socket.is_none())?;
-        let started = exec::exec(&self.root, req, console)?;
-        let master = match local {
-            Some(sock) => Some(receive_master(&sock)?),
+        let started = exec::exec(&self.root, req, true)?;
+        let master = match &started.console {
+            Some(sock) => Some(receive_master(sock)?),
             None => None,
         };
         foreground::wait(started.pid, master, &block)
     }
-}
-
-fn wants_terminal(bundle: &std::path::Path) -> bool {
-    config::load(bundle)
-        .ok()
-        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false)
 }
 
 fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {

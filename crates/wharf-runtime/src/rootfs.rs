@@ -54,6 +54,8 @@ pub(crate) struct PreparedRoot {
     /// Host `/dev/null`, verified to be char 1:3, cloned as a detached mount
     /// for masking files after pivot_root.
     pub(crate) devnull: OwnedFd,
+    /// `/` is the initramfs (`rootfs`), where pivot_root cannot work.
+    pub(crate) on_initramfs: bool,
 }
 
 /// Mounts everything up to (not including) pivot_root.
@@ -65,7 +67,7 @@ pub(crate) fn prepare(setup: RootfsSetup<'_>) -> StepResult<PreparedRoot> {
     };
     sysmount::set_propagation(Path::new("/"), propagation)
         .step(|| "set propagation of / in the container's mount namespace".into())?;
-    make_parent_private(setup.rootfs)?;
+    let on_initramfs = make_parent_private(setup.rootfs)?;
     sysmount::mount_path(
         Some(&setup.rootfs.to_string_lossy()),
         setup.rootfs,
@@ -96,7 +98,11 @@ pub(crate) fn prepare(setup: RootfsSetup<'_>) -> StepResult<PreparedRoot> {
         dev_mounted |= plan.destination == Path::new("/dev");
     }
     create_devices(&root, setup.spec, setup.in_userns, dev_mounted)?;
-    Ok(PreparedRoot { root, devnull })
+    Ok(PreparedRoot {
+        root,
+        devnull,
+        on_initramfs,
+    })
 }
 
 fn prefix(err: StepError, what: &str) -> StepError {
@@ -126,14 +132,17 @@ fn propagation_flags(p: &str) -> StepResult<u64> {
 }
 
 /// pivot_root(2) refuses a new root whose parent mount is shared: make the
-/// mount that contains the rootfs private (in our namespace only).
-fn make_parent_private(rootfs: &Path) -> StepResult {
+/// mount that contains the rootfs private (in our namespace only). From the
+/// same read of mountinfo: whether `/` is the initramfs.
+fn make_parent_private(rootfs: &Path) -> StepResult<bool> {
     let mountinfo = fs_err::read_to_string("/proc/self/mountinfo")
         .step(|| "read /proc/self/mountinfo".into())?;
     let mut best: Option<(PathBuf, bool)> = None;
+    let mut on_initramfs = false;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(point) = fields.get(4) else { continue };
+        on_initramfs |= *point == "/" && line.contains(" - rootfs ");
         let point = PathBuf::from(unescape_mountinfo(point));
         if rootfs.starts_with(&point)
             && best
@@ -152,7 +161,7 @@ fn make_parent_private(rootfs: &Path) -> StepResult {
         sysmount::set_propagation(&point, libc::MS_PRIVATE)
             .step(|| format!("make {} private", point.display()))?;
     }
-    Ok(())
+    Ok(on_initramfs)
 }
 
 fn unescape_mountinfo(s: &str) -> String {
@@ -485,7 +494,7 @@ fn bind_host_device(root: &Root, path: &Path) -> StepResult {
 /// Moves into the rootfs: `pivot_root(".", ".")` and a lazy unmount of the
 /// old root, or `MS_MOVE` + chroot where pivot_root cannot work (a rootfs on
 /// the initramfs, or when asked).
-pub(crate) fn enter(rootfs: &Path, no_pivot: bool) -> StepResult {
+pub(crate) fn enter(rootfs: &Path, no_pivot: bool, on_initramfs: bool) -> StepResult {
     let dir = rustix::fs::open(
         rootfs,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -493,8 +502,7 @@ pub(crate) fn enter(rootfs: &Path, no_pivot: bool) -> StepResult {
     )
     .step(|| format!("open rootfs {}", rootfs.display()))?;
     rustix::process::fchdir(&dir).step(|| "chdir to rootfs".into())?;
-    let on_ramfs = is_initramfs();
-    if no_pivot || on_ramfs {
+    if no_pivot || on_initramfs {
         sysmount::mount_path(Some("."), Path::new("/"), None, libc::MS_MOVE, None)
             .step(|| "move rootfs onto /".into())?;
         rustix::process::chroot(".").step(|| "chroot into rootfs".into())?;
@@ -507,15 +515,6 @@ pub(crate) fn enter(rootfs: &Path, no_pivot: bool) -> StepResult {
         sysmount::detach(Path::new(".")).step(|| "detach old root".into())?;
     }
     rustix::process::chdir("/").step(|| "chdir to /".into())
-}
-
-fn is_initramfs() -> bool {
-    fs_err::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - rootfs "))
-        })
-        .unwrap_or(false)
 }
 
 /// Makes `/` read-only (after pivot_root).
