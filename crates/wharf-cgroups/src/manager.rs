@@ -154,7 +154,9 @@ pub struct CpuStats {
 }
 
 /// The manager for `cgroups_path` (OCI `linux.cgroupsPath`: absolute, or
-/// relative to the caller's own cgroup as read from `/proc/self/cgroup`) on
+/// relative to the caller's own cgroup as read from `/proc/self/cgroup` — on
+/// v2 to that cgroup's parent, as runc does, since the own cgroup holds
+/// processes and so cannot delegate controllers) on
 /// `hierarchy`: [`V2Manager`] on a pure v2 host, else [`V1Manager`] (which on a
 /// hybrid host also places the process in the unified hierarchy).
 pub fn manager_for(

@@ -40,12 +40,18 @@ impl V2Manager {
         own: &OwnCgroups,
     ) -> Result<V2Manager, CgroupError> {
         hierarchy::validate_cgroups_path(cgroups_path)?;
-        let own_path = if cgroups_path.is_absolute() {
-            "/"
+        // A relative path lands beside the caller's own cgroup, below its
+        // parent, as runc's fs2 driver does: the own cgroup holds the caller,
+        // and v2's no-internal-processes rule forbids enabling controllers
+        // for children of a cgroup with processes in it.
+        let own_parent = if cgroups_path.is_absolute() {
+            std::path::PathBuf::from("/")
         } else {
-            own.get("")?
+            let own_path = Path::new(own.get("")?);
+            own_path.parent().unwrap_or(own_path).to_path_buf()
         };
-        let path = hierarchy::cgroup_path(cgroups_path, own_path);
+        let own_parent = own_parent.to_string_lossy();
+        let path = hierarchy::cgroup_path(cgroups_path, &own_parent);
         Ok(V2Manager::with_dir(
             mount_point,
             hierarchy::dir_in_mount(mount_point, "/", &path),
@@ -634,10 +640,13 @@ mod tests {
     }
 
     #[test]
-    fn relative_path_lands_below_the_own_cgroup() {
+    fn relative_path_lands_beside_the_own_cgroup() {
         let own = OwnCgroups::parse("0::/user.slice/me\n");
         let m = V2Manager::new(Path::new("/sys/fs/cgroup"), Path::new("ctr"), &own).unwrap();
-        assert_eq!(m.dir(), Path::new("/sys/fs/cgroup/user.slice/me/ctr"));
+        assert_eq!(m.dir(), Path::new("/sys/fs/cgroup/user.slice/ctr"));
+        let own = OwnCgroups::parse("0::/\n");
+        let m = V2Manager::new(Path::new("/sys/fs/cgroup"), Path::new("ctr"), &own).unwrap();
+        assert_eq!(m.dir(), Path::new("/sys/fs/cgroup/ctr"));
         let m = V2Manager::new(Path::new("/sys/fs/cgroup"), Path::new("/a/ctr"), &own).unwrap();
         assert_eq!(m.dir(), Path::new("/sys/fs/cgroup/a/ctr"));
     }

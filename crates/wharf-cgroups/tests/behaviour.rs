@@ -335,6 +335,36 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "1\nfull-denied\n");
     }
 
+    /// A long rule list (runtime-tools' linux_devices has dozens) makes a
+    /// program whose verifier log outgrows any small buffer: the load must
+    /// not ask for a log unless the program is refused.
+    #[test]
+    fn v2_device_program_with_many_rules_loads() {
+        wharf_testkit::require!(Root);
+        let Some(unified) = unified_root() else {
+            return;
+        };
+        let env = wharf_testkit::TestEnv::new();
+        let dir = unified.join(env.name());
+        let manager = wharf_cgroups::V2Manager::with_dir(&unified, &dir);
+        use wharf_cgroups::Manager;
+        manager.create().unwrap();
+        let mut rules = vec![serde_json::json!({"allow": false, "access": "rwm"})];
+        for minor in 0..200 {
+            rules.push(serde_json::json!(
+                {"allow": true, "type": "c", "major": 250, "minor": minor, "access": "rw"}
+            ));
+        }
+        rules.push(serde_json::json!(
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}
+        ));
+        let resources: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({ "devices": rules })).unwrap();
+        let applied = manager.apply(&resources);
+        manager.destroy().unwrap();
+        applied.unwrap();
+    }
+
     fn unified_root() -> Option<std::path::PathBuf> {
         match wharf_cgroups::Hierarchy::detect().ok()? {
             wharf_cgroups::Hierarchy::V2 { root } => Some(root),

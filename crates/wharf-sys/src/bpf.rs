@@ -53,23 +53,60 @@ struct ProgAttachAttr {
 
 /// Loads `insns` as a cgroup device program; the verifier's log is in the
 /// error when it refuses the program.
+///
+/// The first load asks for no log: at log level 1 the verifier logs every
+/// instruction it walks and fails a load whose log outgrows the buffer with
+/// ENOSPC, even for a good program. Only a refused program is loaded again,
+/// with a log, to say why.
 pub fn load_device_program(insns: &[BpfInsn]) -> io::Result<OwnedFd> {
+    let err = match prog_load(insns, None) {
+        Ok(fd) => return Ok(fd),
+        Err(err) => err,
+    };
+    let mut log = vec![0u8; 1 << 20];
+    match prog_load(insns, Some(&mut log)) {
+        // Refused without a log, accepted with one: the kernel changed its
+        // mind (memory pressure); take the program.
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]);
+            // The verifier's verdict is at the end of its log.
+            let tail: Vec<&str> = text.trim().lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(if tail.is_empty() {
+                err
+            } else {
+                io::Error::new(err.kind(), format!("{err} (verifier: {})", tail.join("; ")))
+            })
+        }
+    }
+}
+
+fn prog_load(insns: &[BpfInsn], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 4096];
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (
+            1,
+            u32::try_from(buf.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+            buf.as_mut_ptr() as u64,
+        ),
+        None => (0, 0, 0),
+    };
     let attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: u32::try_from(insns.len())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         ..ProgLoadAttr::default()
     };
     // SAFETY: `attr` is an initialised bpf_attr prefix whose pointers
-    // (instructions, license, log buffer) are live for the call and sized as
-    // stated; the kernel writes only into the log buffer.
+    // (instructions, license, log buffer when given) are live for the call
+    // and sized as stated; the kernel writes only into the log buffer.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -79,14 +116,7 @@ pub fn load_device_program(insns: &[BpfInsn]) -> io::Result<OwnedFd> {
         )
     };
     if rc < 0 {
-        let err = io::Error::last_os_error();
-        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-        let text = String::from_utf8_lossy(&log[..end]).trim().to_owned();
-        return Err(if text.is_empty() {
-            err
-        } else {
-            io::Error::new(err.kind(), format!("{err} (verifier: {text})"))
-        });
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: BPF_PROG_LOAD returned a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
