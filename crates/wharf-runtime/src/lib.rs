@@ -45,7 +45,7 @@ pub use error::{render_chain, ErrorKind, Result, RuntimeError};
 pub use exec::{ExecOverrides, ExecProcess, ExecRequest};
 pub use features::features;
 pub use id::ContainerId;
-pub use seccomp::default_seccomp;
+pub use seccomp::{compile_program as compile_seccomp_program, default_seccomp};
 pub use state::{ContainerState, Status};
 pub use wharf_cgroups::Stats;
 

@@ -268,7 +268,7 @@ impl FilterPlan {
     /// Compiling a Docker-sized profile takes tens of milliseconds; a start
     /// then only installs the program. The cache is best effort: a missing
     /// or unusable directory just means compiling every time.
-    pub(crate) fn program(&self, cache_dir: &Path) -> Result<Vec<u8>> {
+    pub(crate) fn program(&self, cache_dir: Option<&Path>) -> Result<Vec<u8>> {
         use sha2::Digest;
         let version = libseccomp::ScmpVersion::current()
             .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
@@ -276,9 +276,9 @@ impl FilterPlan {
         let digest =
             sha2::Sha256::digest(format!("wharf-seccomp-v1 {version} {self:?}").as_bytes());
         let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        let cached = cache_dir.join(format!("{name}.bpf"));
-        let cache_ok = ensure_private_dir(cache_dir);
-        if cache_ok {
+        let cache_dir = cache_dir.filter(|dir| ensure_private_dir(dir));
+        if let Some(cache_dir) = cache_dir {
+            let cached = cache_dir.join(format!("{name}.bpf"));
             if let Ok(program) = fs_err::read(&cached) {
                 if !program.is_empty() && program.len().is_multiple_of(8) {
                     return Ok(program);
@@ -293,7 +293,8 @@ impl FilterPlan {
             ctx.export_bpf(file.file()).map_err(std::io::Error::other)?;
             fs_err::read(path)
         };
-        if cache_ok {
+        if let Some(cache_dir) = cache_dir {
+            let cached = cache_dir.join(format!("{name}.bpf"));
             let tmp = cache_dir.join(format!(".{name}.{}", std::process::id()));
             if let Ok(program) = export(&tmp) {
                 let _ = fs_err::rename(&tmp, &cached);
@@ -357,6 +358,17 @@ impl FilterPlan {
     }
 }
 
+/// The BPF program (raw `sock_filter` array) a runtime installs for
+/// `seccomp`: validated, compiled by libseccomp, and taken from or stored in
+/// `cache_dir` when one is given (see [`FilterPlan::program`]); with none it
+/// is compiled every time. For tools and benchmarks: a container start does
+/// the same through its config.
+pub fn compile_program(seccomp: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Vec<u8>> {
+    let plan = FilterPlan::from_oci(seccomp)
+        .map_err(|reason| RuntimeError::config(format!("linux.seccomp: {reason}")))?;
+    plan.program(cache_dir)
+}
+
 /// Where a NOTIFY filter's listener fd goes, and the state sent with it.
 #[derive(Debug, Clone)]
 struct Listener {
@@ -411,7 +423,7 @@ impl Seccomp {
         };
         let plan = FilterPlan::from_oci(s)
             .map_err(|reason| RuntimeError::config(format!("linux.seccomp: {reason}")))?;
-        let program = Arc::new(plan.program(cache_dir)?);
+        let program = Arc::new(plan.program(Some(cache_dir))?);
         let flags = plan.flags();
         if !plan.uses_notify() {
             return Ok(Some(Seccomp {
@@ -679,15 +691,15 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let dir = cache.path().join("seccomp");
         let plan = FilterPlan::from_oci(&default_seccomp(&[])).unwrap();
-        let first = plan.program(&dir).unwrap();
+        let first = plan.program(Some(&dir)).unwrap();
         assert!(!first.is_empty() && first.len().is_multiple_of(8));
         let files: Vec<_> = fs_err::read_dir(&dir).unwrap().collect();
         assert_eq!(files.len(), 1, "one cached program");
         // A second call reads the cache: same bytes.
-        assert_eq!(plan.program(&dir).unwrap(), first);
+        assert_eq!(plan.program(Some(&dir)).unwrap(), first);
         // Another plan, another entry.
         let other = FilterPlan::from_oci(&default_seccomp(&["CAP_SYS_ADMIN".to_string()])).unwrap();
-        assert_ne!(other.program(&dir).unwrap(), first);
+        assert_ne!(other.program(Some(&dir)).unwrap(), first);
         assert_eq!(fs_err::read_dir(&dir).unwrap().count(), 2);
     }
 }
