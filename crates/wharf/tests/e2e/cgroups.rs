@@ -1,6 +1,7 @@
 //! Containers in cgroups: limits enforced and visible inside, pause and
-//! resume, live update, stats, device rules, cleanup. Runs on this host's
-//! cgroup v1 controllers.
+//! resume, live update, stats, device rules, cleanup. Runs on the host's
+//! cgroup v1 controllers (CI) or on a pure cgroup v2 host with controllers
+//! (the device machine): each test reads the files of the version it runs on.
 
 use std::path::Path;
 
@@ -53,43 +54,97 @@ fn run_ok(rt: &Runtime<'_>, builder: BundleBuilder) -> String {
     out
 }
 
-fn v1() -> bool {
-    Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+/// The cgroup files tests read inside the container (which sees its own
+/// cgroup as the root, in a cgroup namespace), for the host's version.
+#[derive(Debug)]
+struct Files {
+    v2: bool,
+    memory_max: &'static str,
+    pids_max: &'static str,
+    pids_current: &'static str,
+    /// cpu.shares on v1, cpu.weight on v2 (converted as runc does).
+    cpu_weight: &'static str,
+    cpu_stat: &'static str,
+}
+
+/// The files for this host, or None where the memory, pids and cpu
+/// controllers are not all available to containers (see [`cgroup_files!`]).
+fn files() -> Option<Files> {
+    if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        return Some(Files {
+            v2: false,
+            memory_max: "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            pids_max: "/sys/fs/cgroup/pids/pids.max",
+            pids_current: "/sys/fs/cgroup/pids/pids.current",
+            cpu_weight: "/sys/fs/cgroup/cpu/cpu.shares",
+            cpu_stat: "/sys/fs/cgroup/cpu/cpu.stat",
+        });
+    }
+    let controllers = fs_err::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok()?;
+    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+    if !(has("memory") && has("pids") && has("cpu")) {
+        return None;
+    }
+    Some(Files {
+        v2: true,
+        memory_max: "/sys/fs/cgroup/memory.max",
+        pids_max: "/sys/fs/cgroup/pids.max",
+        pids_current: "/sys/fs/cgroup/pids.current",
+        cpu_weight: "/sys/fs/cgroup/cpu.weight",
+        cpu_stat: "/sys/fs/cgroup/cpu.stat",
+    })
+}
+
+/// The host's [`Files`]; where there are none, the test is skipped as
+/// needing cgroup v2 controllers (the one way a host can lack them).
+macro_rules! cgroup_files {
+    () => {
+        match files() {
+            Some(files) => files,
+            None => {
+                require!(CgroupV2Controllers);
+                return;
+            }
+        }
+    };
 }
 
 #[test]
 fn limits_are_applied_and_visible_in_the_container_cgroup_namespace() {
     require!(Root, Busybox);
-    if !v1() {
-        return;
-    }
+    let f = cgroup_files!();
     let env = TestEnv::new();
     let rt = Runtime::new(&env);
     let out = run_ok(
         &rt,
         limited(
             serde_json::json!({"memory": {"limit": 67108864}, "pids": {"limit": 40}, "cpu": {"shares": 512}}),
-            "grep -c ':/$' /proc/self/cgroup >/dev/null && echo root-view; \
-             cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares",
+            &format!(
+                "grep -c ':/$' /proc/self/cgroup >/dev/null && echo root-view; cat {} {} {}",
+                f.memory_max, f.pids_max, f.cpu_weight
+            ),
         ),
     );
-    assert_eq!(out, "root-view\n67108864\n40\n512\n");
+    // v2: cpu.weight = 1 + (shares - 2) * 9999 / 262142, runc's conversion.
+    let weight = if f.v2 { 20 } else { 512 };
+    assert_eq!(out, format!("root-view\n67108864\n40\n{weight}\n"));
 }
 
 #[test]
 fn pids_limit_stops_a_fork_bomb_and_memory_limit_oom_kills() {
     require!(Root, Busybox);
-    if !v1() {
-        return;
-    }
+    let f = cgroup_files!();
     let env = TestEnv::new();
     let rt = Runtime::new(&env);
     let bundle = env.bundle(
         "forks",
         limited(
             serde_json::json!({"pids": {"limit": 8}}),
-            "for i in $(seq 30); do sleep 5 2>/dev/null & done; \
-             read n < /sys/fs/cgroup/pids/pids.current; echo running=$n",
+            &format!(
+                "for i in $(seq 30); do sleep 5 2>/dev/null & done; \
+                 read n < {}; echo running=$n",
+                f.pids_current
+            ),
         ),
     );
     // The shell gives up at the first fork the pids controller refuses.
@@ -118,9 +173,7 @@ fn pids_limit_stops_a_fork_bomb_and_memory_limit_oom_kills() {
 #[test]
 fn pause_resume_update_events_and_cleanup() {
     require!(Root, Busybox);
-    if !v1() {
-        return;
-    }
+    let f = cgroup_files!();
     let env = TestEnv::new();
     let rt = Runtime::new(&env);
     let bundle = env.bundle(
@@ -157,10 +210,7 @@ fn pause_resume_update_events_and_cleanup() {
     assert!(eventually(|| read() > frozen + 2));
 
     rt.ok(&["update", "--pids-limit", "50", "--memory", "100000000", &id]);
-    assert_eq!(
-        rt.ok(&["exec", &id, "cat", "/sys/fs/cgroup/pids/pids.max"]),
-        "50\n"
-    );
+    assert_eq!(rt.ok(&["exec", &id, "cat", f.pids_max]), "50\n");
     let stats: serde_json::Value =
         serde_json::from_str(rt.ok(&["events", "--stats", &id]).trim()).unwrap();
     assert_eq!(stats["type"], "stats");
@@ -200,17 +250,23 @@ fn pause_resume_update_events_and_cleanup() {
     );
 }
 
+/// A disk's device node the rules let the container create but not open:
+/// open fails with EPERM (v1 devices controller; v2 eBPF device program),
+/// while the default devices still work.
 #[test]
-fn device_rules_deny_mknod_of_an_unlisted_device() {
+fn device_rules_deny_opening_a_disk() {
     require!(Root, Busybox);
-    if !v1() {
-        return;
-    }
+    cgroup_files!();
     let env = TestEnv::new();
     let rt = Runtime::new(&env);
     let builder = limited(
-        serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
-        "mknod /tmp/sda b 8 0 2>&1 || true; echo > /dev/null && echo null-ok",
+        serde_json::json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "b", "major": 8, "minor": 0, "access": "m"}
+        ]}),
+        "mknod /tmp/sda b 8 0 && echo mknod-ok; head -c 1 /tmp/sda; \
+         mknod /tmp/sdb b 8 16 || echo mknod-sdb-denied; \
+         echo > /dev/null && echo null-ok",
     )
     .spec_mut(|s| {
         let p = s.process_mut().as_mut().unwrap();
@@ -223,28 +279,46 @@ fn device_rules_deny_mknod_of_an_unlisted_device() {
         p.set_capabilities(Some(caps));
         s.root_mut().as_mut().unwrap().set_readonly(Some(false));
     });
-    let out = run_ok(&rt, builder);
-    assert!(out.contains("Operation not permitted"), "{out}");
-    assert!(out.ends_with("null-ok\n"), "{out}");
+    let bundle = rt.env.bundle(&rt.env.name(), builder);
+    let (code, out, err) = rt.run(&bundle);
+    assert_eq!(code, 0, "stdout {out:?} stderr {err:?}");
+    assert_eq!(
+        out, "mknod-ok\nmknod-sdb-denied\nnull-ok\n",
+        "stderr {err:?}"
+    );
+    assert!(
+        err.contains("/tmp/sda: Operation not permitted"),
+        "open of the disk: {err:?}"
+    );
+    assert!(
+        err.contains("mknod: /tmp/sdb: Operation not permitted"),
+        "mknod of an unlisted disk: {err:?}"
+    );
 }
 
 #[test]
 fn cpu_quota_throttles_a_busy_loop() {
     require!(Root, Busybox);
-    if !Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() {
-        return;
-    }
+    let f = cgroup_files!();
     let env = TestEnv::new();
     let rt = Runtime::new(&env);
     // 10% of one CPU: a busy loop for 1 s of wall time gets about 0.1 s of
     // CPU, and the kernel counts the periods it was throttled in.
+    let usage = if f.v2 {
+        // usage_usec is in cpu.stat, in microseconds.
+        format!("sed -n 's/^usage_usec /usage=/p' {}", f.cpu_stat)
+    } else {
+        "read -r usage < /sys/fs/cgroup/cpuacct/cpuacct.usage; echo usage=$((usage / 1000))"
+            .to_owned()
+    };
     let out = run_ok(
         &rt,
         limited(
             serde_json::json!({"cpu": {"quota": 10000, "period": 100000}}),
-            "timeout 1 sh -c 'while :; do :; done'; \
-             grep -E '^nr_throttled' /sys/fs/cgroup/cpu/cpu.stat; \
-             read -r usage < /sys/fs/cgroup/cpuacct/cpuacct.usage; echo usage=$usage",
+            &format!(
+                "timeout 1 sh -c 'while :; do :; done'; grep -E '^nr_throttled' {}; {usage}",
+                f.cpu_stat
+            ),
         ),
     );
     let throttled: u64 = out
@@ -253,16 +327,16 @@ fn cpu_quota_throttles_a_busy_loop() {
         .unwrap_or_else(|| panic!("{out}"))
         .parse()
         .unwrap();
-    let usage_ns: u64 = out
+    let usage_us: u64 = out
         .lines()
         .find_map(|l| l.strip_prefix("usage="))
-        .unwrap()
+        .unwrap_or_else(|| panic!("{out}"))
         .parse()
         .unwrap();
     assert!(throttled >= 3, "throttled in {throttled} periods: {out}");
     assert!(
-        usage_ns < 400_000_000,
-        "{usage_ns} ns of CPU in 1 s under a 10% quota"
+        usage_us < 400_000,
+        "{usage_us} µs of CPU in 1 s under a 10% quota"
     );
 }
 
@@ -291,9 +365,7 @@ fn systemd_cgroup_driver_is_a_clear_error() {
 #[test]
 fn events_reports_an_oom_kill() {
     require!(Root, Busybox);
-    if !v1() {
-        return;
-    }
+    cgroup_files!();
     let env = TestEnv::new();
     let rt = Runtime::new(&env);
     // The init survives; each command substitution's child is OOM-killed.
