@@ -15,6 +15,7 @@ pub mod bpf;
 pub mod console;
 pub mod exe;
 pub mod fd;
+pub mod inode;
 pub mod mount;
 pub mod process;
 pub mod procfs;

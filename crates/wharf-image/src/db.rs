@@ -1,0 +1,124 @@
+//! The image metadata database (`<root>/image.db`): schema and numbered
+//! migrations. Only this crate writes it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::ImageError;
+
+/// Migrations, applied in order; the database's `user_version` is the
+/// number applied. Never edit one that shipped: append.
+const MIGRATIONS: &[&str] = &[
+    // 1: images, their names, layers and which image uses which layer,
+    // and the root filesystems made from images.
+    "CREATE TABLE images (
+        id TEXT PRIMARY KEY,              -- config digest
+        manifest_digest TEXT NOT NULL,
+        manifest_media_type TEXT NOT NULL,
+        created INTEGER NOT NULL,         -- unix seconds, when recorded
+        size INTEGER NOT NULL             -- uncompressed bytes of its layers
+    );
+    CREATE TABLE names (
+        name TEXT PRIMARY KEY,            -- full reference: registry/repo:tag or @digest
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('tag', 'digest')),
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX names_image ON names(image_id);
+    CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT,                      -- chain id below, NULL at the bottom
+        size INTEGER NOT NULL,            -- uncompressed bytes
+        state TEXT NOT NULL CHECK (state IN ('committed')),
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,        -- 0 = bottom
+        chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+        blob TEXT NOT NULL,               -- the compressed blob in the manifest
+        blob_size INTEGER NOT NULL,
+        PRIMARY KEY (image_id, position)
+    );
+    CREATE INDEX image_layers_chain ON image_layers(chain_id);
+    CREATE TABLE rootfs (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id),
+        driver TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );",
+];
+
+/// Opens (creating) the database and brings its schema up to date.
+pub(crate) fn open(path: &Path) -> Result<Connection, ImageError> {
+    let mut conn = Connection::open(path).map_err(ImageError::db("open"))?;
+    conn.busy_timeout(Duration::from_secs(60))
+        .map_err(ImageError::db("set busy timeout"))?;
+    // WAL with synchronous=FULL: a committed transaction is durable.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(ImageError::db("set journal mode"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(ImageError::db("set synchronous"))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(ImageError::db("enable foreign keys"))?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ImageError> {
+    let known = MIGRATIONS.len() as i64;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(ImageError::db("begin migration"))?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(ImageError::db("read schema version"))?;
+    if version > known {
+        return Err(ImageError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(ImageError::db("apply migration"))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(ImageError::db("write schema version"))?;
+        tracing::info!(version = i + 1, "image database migrated");
+    }
+    tx.commit().map_err(ImageError::db("commit migration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.db");
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        drop(conn);
+        // Re-opening applies nothing.
+        drop(open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = open(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "image database {} has schema version 99, this Wharf knows up to 1",
+                path.display()
+            )
+        );
+    }
+}
