@@ -6,6 +6,9 @@ pkgs=(busybox-static uidmap strace gcc pkg-config procps iproute2 libseccomp-dev
 if [ "${1:-}" = "--test" ]; then
     # References used side by side in tests and benchmarks (never by Wharf).
     pkgs+=(runc crun containerd hyperfine time jq)
+    # Registry tests: a real registry, certificates and bcrypt htpasswd for it,
+    # skopeo/umoci/podman to seed and read images back.
+    pkgs+=(docker-registry openssl apache2-utils skopeo umoci podman)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

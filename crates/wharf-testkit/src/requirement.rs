@@ -26,6 +26,18 @@ pub enum Requirement {
     Crun,
     /// `containerd` is installed.
     Containerd,
+    /// Debian's `docker-registry` (`/usr/bin/docker-registry`), plus `openssl` and
+    /// `htpasswd` that [`LocalRegistry`](crate::LocalRegistry) uses for certificates,
+    /// tokens and passwords.
+    Registry,
+    /// `skopeo` is installed (run through [`isolated`](crate::isolated), so
+    /// `unshare` too).
+    Skopeo,
+    /// `umoci` is installed.
+    Umoci,
+    /// `podman` is installed (tests give it a private store), and `unshare`
+    /// to keep it off the host's `/run` and `/var/lib/containers`.
+    Podman,
     /// `/sys/fs/cgroup` is a cgroup v2 hierarchy offering the cpu, memory, io and pids
     /// controllers.
     CgroupV2Controllers,
@@ -75,6 +87,14 @@ impl Requirement {
             Self::Runc => find_binary("runc").is_some(),
             Self::Crun => find_binary("crun").is_some(),
             Self::Containerd => find_binary("containerd").is_some(),
+            Self::Registry => {
+                Path::new(crate::registry::REGISTRY_BIN).is_file()
+                    && find_binary("openssl").is_some()
+                    && find_binary("htpasswd").is_some()
+            }
+            Self::Skopeo => find_binary("skopeo").is_some() && find_binary("unshare").is_some(),
+            Self::Umoci => find_binary("umoci").is_some(),
+            Self::Podman => find_binary("podman").is_some() && find_binary("unshare").is_some(),
             Self::CgroupV2Controllers => cgroup_v2_controllers_available(),
         }
     }
@@ -90,6 +110,12 @@ impl Requirement {
             Self::Runc => "runc",
             Self::Crun => "crun",
             Self::Containerd => "containerd",
+            Self::Registry => {
+                "/usr/bin/docker-registry, openssl and htpasswd (docker-registry, openssl, apache2-utils)"
+            }
+            Self::Skopeo => "skopeo and unshare",
+            Self::Umoci => "umoci",
+            Self::Podman => "podman and unshare",
             Self::CgroupV2Controllers => {
                 "cgroup v2 at /sys/fs/cgroup with the cpu, memory, io and pids controllers"
             }
@@ -246,6 +272,10 @@ mod tests {
             Requirement::Runc,
             Requirement::Crun,
             Requirement::Containerd,
+            Requirement::Registry,
+            Requirement::Skopeo,
+            Requirement::Umoci,
+            Requirement::Podman,
             Requirement::CgroupV2Controllers,
         ] {
             assert!(!r.describe().is_empty());
