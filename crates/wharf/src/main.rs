@@ -10,7 +10,10 @@
     reason = "the binary owns stdout, stderr and the exit status"
 )]
 
+mod images_cli;
 mod log;
+mod output;
+mod progress;
 mod runtime_cli;
 
 use std::ffi::OsString;
@@ -22,6 +25,15 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "wharf", version, about)]
 struct Cli {
+    /// Store and state root.
+    #[arg(long, global = true, default_value = wharf_engine::DEFAULT_ROOT)]
+    root: std::path::PathBuf,
+    /// Storage driver: overlay (default) or vfs.
+    #[arg(long, global = true)]
+    storage_driver: Option<String>,
+    /// Log level of Wharf's own messages on stderr.
+    #[arg(long, global = true, default_value = "warn", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +44,96 @@ enum Command {
     /// available as `wharf-runc`.
     #[command(disable_help_flag = false)]
     Runtime(runtime_cli::RuntimeCli),
+    /// Pull an image from a registry.
+    Pull(images_cli::PullArgs),
+    /// Push an image to a registry.
+    Push(images_cli::PushArgs),
+    /// Log in to a registry.
+    Login(images_cli::LoginArgs),
+    /// Log out of a registry.
+    Logout(images_cli::LogoutArgs),
+    /// List images.
+    Images(images_cli::ImagesArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(images_cli::ImageCommand),
+    /// Name an image.
+    Tag(images_cli::TagArgs),
+    /// Remove images.
+    Rmi(images_cli::RmiArgs),
+    /// Show an image's history.
+    History(images_cli::HistoryArgs),
+    /// Make an image from a root filesystem tar.
+    Import(images_cli::ImportArgs),
+    /// Write images to a docker-archive or oci-archive.
+    Save(images_cli::SaveArgs),
+    /// Read images from an archive (file or stdin).
+    Load(images_cli::LoadArgs),
+    /// Disk usage and store checks.
+    #[command(subcommand)]
+    System(images_cli::SystemCommand),
+}
+
+/// The error chain joined by ": ", each cause once (STYLE.md §3).
+pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if parts.last().is_none_or(|last| !last.ends_with(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Runs an engine command; errors are printed once with their chain and
+/// exit 125 (Wharf itself failed).
+fn engine_main(cli: Cli) -> i32 {
+    let level = cli
+        .log_level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .try_init();
+    let options = wharf_engine::EngineOptions {
+        root: cli.root.clone(),
+        storage_driver: cli.storage_driver.clone(),
+    };
+    let result = wharf_engine::Engine::open(&options)
+        .map_err(anyhow::Error::from)
+        .and_then(|engine| {
+            use images_cli as i;
+            match cli.command {
+                Command::Runtime(_) => unreachable!("dispatched before the engine opens"),
+                Command::Pull(a) => i::pull(&engine, a),
+                Command::Push(a) => i::push(&engine, a),
+                Command::Login(a) => i::login(&engine, a),
+                Command::Logout(a) => i::logout(&engine, a),
+                Command::Images(a) => i::images(&engine, a),
+                Command::Image(c) => i::image(&engine, c),
+                Command::Tag(a) => i::tag(&engine, a),
+                Command::Rmi(a) => i::rmi(&engine, a),
+                Command::History(a) => i::history(&engine, a),
+                Command::Import(a) => i::import(&engine, a),
+                Command::Save(a) => i::save(&engine, a),
+                Command::Load(a) => i::load(&engine, a),
+                Command::System(c) => i::system(&engine, c),
+            }
+        });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let root: &(dyn std::error::Error + 'static) = err.as_ref();
+            eprintln!("wharf: error: {}", chain(root));
+            125
+        }
+    }
 }
 
 fn main() {
@@ -48,6 +150,7 @@ fn main() {
         let cli = Cli::parse_from(args);
         match cli.command {
             Command::Runtime(rt) => runtime_cli::main(rt),
+            _ => engine_main(cli),
         }
     };
     std::process::exit(code);

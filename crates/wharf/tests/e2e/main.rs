@@ -7,6 +7,7 @@
 
 mod cgroups;
 mod containerd;
+mod images;
 mod runtime_cli;
 mod runtime_security;
 mod seccomp;

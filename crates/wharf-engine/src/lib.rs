@@ -1,0 +1,80 @@
+//! Wharf's engine: the operations users ask for, on domain types, shared by
+//! the command line and (later) the API server. So far the image side:
+//! pulling and pushing through `wharf-registry` into and out of
+//! `wharf-image`'s store, login, listing, tagging, removal, pruning, disk
+//! usage, import, save and load.
+//!
+//! It must not know clap, HTTP servers or Docker's JSON shapes: requests come
+//! in as validated types ([`images::PullRequest`], …), results go out as
+//! domain types the callers render.
+
+mod error;
+pub mod images;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{EngineError, ErrorKind};
+
+/// The default store and state root for root (Podman's `--root`).
+pub const DEFAULT_ROOT: &str = "/var/lib/wharf";
+
+/// How an [`Engine`] is opened.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Store and state root (`--root`).
+    pub root: PathBuf,
+    /// Storage driver (`overlay`, `vfs`); `None` picks overlay.
+    pub storage_driver: Option<String>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from(DEFAULT_ROOT),
+            storage_driver: None,
+        }
+    }
+}
+
+/// The engine over one store root.
+#[derive(Debug)]
+pub struct Engine {
+    root: PathBuf,
+    images: wharf_image::Store,
+    driver: wharf_image::Driver,
+}
+
+impl Engine {
+    /// Opens (creating) the store under `options.root`: images live in
+    /// `<root>/image` (layout in docs/store.md).
+    ///
+    /// # Errors
+    ///
+    /// The root cannot be created or the image store cannot be opened.
+    pub fn open(options: &EngineOptions) -> Result<Engine, EngineError> {
+        let mut store_options = wharf_image::StoreOptions::default();
+        if let Some(driver) = &options.storage_driver {
+            store_options.driver = wharf_image::Driver::parse(driver)?;
+        }
+        let driver = store_options.driver;
+        let images = wharf_image::Store::open_with(&options.root.join("image"), store_options)?;
+        Ok(Engine {
+            root: options.root.clone(),
+            images,
+            driver,
+        })
+    }
+
+    /// The store and state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The storage driver's name (`overlay`, `vfs`).
+    pub fn storage_driver(&self) -> &'static str {
+        match self.driver {
+            wharf_image::Driver::Overlay => "overlay",
+            wharf_image::Driver::Vfs => "vfs",
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Image commands end to end against Debian's docker-registry on 127.0.0.1:
+//! pull of skopeo-pushed images (busybox, umoci-built, multi-arch index),
+//! inspect, tag, push read back by skopeo and podman, import, rmi, prune,
+//! bad input that leaves the store as it was.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use wharf_testkit::{
+    busybox_layout, require, LayerCompression, LayerContent, LocalRegistry, OciLayout,
+    RegistryOptions, TestEnv, TestPlatform,
+};
+
+/// The `wharf` command line over a test's own store root.
+struct Wharf {
+    root: PathBuf,
+}
+
+impl Wharf {
+    fn new(env: &TestEnv) -> Self {
+        Self {
+            root: env.path().join("store"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn wharf");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "wharf {args:?}: stdout {out:?} stderr {err:?}");
+        out
+    }
+
+    fn inspect(&self, image: &str) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
+        v[0].clone()
+    }
+}
+
+fn registry() -> LocalRegistry {
+    LocalRegistry::start(RegistryOptions::plain()).expect("start docker-registry")
+}
+
+/// `skopeo inspect --config` of an image in the registry: its diff ids.
+fn registry_diff_ids(registry: &LocalRegistry, name: &str) -> Vec<String> {
+    let out = wharf_testkit::isolated("skopeo")
+        .args(["inspect", "--config", "--tls-verify=false"])
+        .arg(format!("docker://{}/{name}", registry.host()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn layers_of(inspect: &serde_json::Value) -> Vec<String> {
+    inspect["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn pull_inspect_tag_push_and_read_back_with_skopeo() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let (layout, image) =
+        busybox_layout(&env.path().join("layout"), "v1", LayerCompression::Gzip).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("v1"), "test/busybox:v1", false)
+        .unwrap();
+    let name = format!("{}/test/busybox:v1", registry.host());
+
+    let id = wharf.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(
+        id.trim(),
+        image.config.digest,
+        "the image id is the config digest"
+    );
+    let inspect = wharf.inspect(&name);
+    assert_eq!(inspect["Id"], image.config.digest);
+    assert_eq!(layers_of(&inspect), image.diff_ids);
+    assert_eq!(
+        layers_of(&inspect),
+        registry_diff_ids(&registry, "test/busybox:v1")
+    );
+    assert_eq!(inspect["RepoTags"][0], name);
+    assert_eq!(inspect["Os"], "linux");
+
+    // A second pull downloads nothing.
+    let (_, _, err) = wharf.run(&["pull", "--tls-verify=false", &name]);
+    assert!(err.contains("(0 of 1 layers downloaded)"), "{err}");
+
+    let listed = wharf.ok(&["images", "--format", "json"]);
+    let line: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        line["Repository"],
+        format!("{}/test/busybox", registry.host())
+    );
+    assert_eq!(line["Tag"], "v1");
+    assert_eq!(line["ID"], &image.config.digest["sha256:".len()..][..12]);
+    let table = wharf.ok(&["images"]);
+    assert!(table.starts_with("REPOSITORY"), "{table}");
+
+    let copy = format!("{}/test/copy:v2", registry.host());
+    wharf.ok(&["tag", &name, &copy]);
+    let digest = wharf.ok(&["push", "-q", "--tls-verify=false", &copy]);
+    assert_eq!(
+        digest.trim(),
+        image.manifest.digest,
+        "pushed as stored: same manifest"
+    );
+    let remote = registry.skopeo_inspect("test/copy:v2", false).unwrap();
+    assert_eq!(remote["Digest"], image.manifest.digest);
+    assert_eq!(registry_diff_ids(&registry, "test/copy:v2"), image.diff_ids);
+    registry
+        .skopeo_copy_out(
+            "test/copy:v2",
+            &format!("oci:{}:v2", env.path().join("out").display()),
+        )
+        .unwrap();
+
+    let removed = wharf.ok(&["rmi", &copy]);
+    assert_eq!(removed, format!("Untagged: {copy}\n"), "one of two names");
+    let removed = wharf.ok(&["rmi", &name]);
+    assert!(
+        removed.contains(&format!("Deleted: {}", image.config.digest)),
+        "{removed}"
+    );
+    assert_eq!(wharf.ok(&["images", "-q"]), "");
+    assert!(wharf.ok(&["system", "check"]).contains("blobs checked"));
+}
+
+/// An image built by umoci (its own tar writer) and pushed by skopeo pulls
+/// with the same diff ids.
+#[test]
+fn umoci_built_image_pulls_with_the_same_diff_ids() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo, Umoci);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let layout = env.path().join("umoci");
+    let bundle = env.path().join("bundle");
+    let image = format!("{}:t", layout.display());
+    umoci(&["init", "--layout", path(&layout)]);
+    umoci(&["new", "--image", &image]);
+    umoci(&["unpack", "--rootless", "--image", &image, path(&bundle)]);
+    let rootfs = wharf_testkit::busybox_rootfs().unwrap();
+    let status = Command::new("cp")
+        .args(["-a", &format!("{}/.", rootfs.display())])
+        .arg(bundle.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs_err::write(bundle.join("rootfs/etc/motd"), "built by umoci\n").unwrap();
+    umoci(&["repack", "--image", &image, path(&bundle)]);
+    registry
+        .skopeo_copy_in(&format!("oci:{image}"), "umoci/busybox:t", false)
+        .unwrap();
+    let name = format!("{}/umoci/busybox:t", registry.host());
+    wharf.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(
+        layers_of(&wharf.inspect(&name)),
+        registry_diff_ids(&registry, "umoci/busybox:t")
+    );
+}
+
+/// A multi-platform index: the host's platform by default, another with
+/// `--platform`, and a clear error for a platform it lacks.
+#[test]
+fn multi_platform_index_selects_the_platform() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let layout = OciLayout::create(&env.path().join("layout")).unwrap();
+    let host = TestPlatform::host();
+    let other = if host.architecture == "arm64" {
+        TestPlatform::linux("amd64", None)
+    } else {
+        TestPlatform::linux("arm64", Some("v8"))
+    };
+    let mut images = Vec::new();
+    for platform in [&host, &other] {
+        let files = vec![(
+            "etc/platform".to_owned(),
+            format!("{}\n", platform.architecture).into_bytes(),
+        )];
+        images.push(
+            layout
+                .add_image(
+                    &[LayerContent::Files(files)],
+                    LayerCompression::Zstd,
+                    platform,
+                )
+                .unwrap(),
+        );
+    }
+    let index = layout.add_index(&images).unwrap();
+    layout.tag("multi", &index).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("multi"), "test/multi:1", true)
+        .unwrap();
+    let name = format!("{}/test/multi:1", registry.host());
+
+    let id = wharf.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(id.trim(), images[0].config.digest);
+    let platform = format!(
+        "linux/{}{}",
+        other.architecture,
+        other
+            .variant
+            .as_deref()
+            .map(|v| format!("/{v}"))
+            .unwrap_or_default()
+    );
+    let id = wharf.ok(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        "--platform",
+        &platform,
+        &name,
+    ]);
+    assert_eq!(id.trim(), images[1].config.digest);
+    assert_eq!(wharf.inspect(&name)["Architecture"], other.architecture);
+
+    let (code, _, err) = wharf.run(&[
+        "pull",
+        "--tls-verify=false",
+        "--platform",
+        "linux/s390x",
+        &name,
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("linux/s390x"), "{err}");
+}
+
+/// Failures name what went wrong and leave the store as it was.
+#[test]
+fn bad_pulls_fail_clearly_and_leave_the_store_unchanged() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let (layout, _) =
+        busybox_layout(&env.path().join("layout"), "v1", LayerCompression::Zstd).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("v1"), "test/busybox:v1", false)
+        .unwrap();
+    wharf.ok(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{}/test/busybox:v1", registry.host()),
+    ]);
+    let before = wharf.ok(&["images", "--no-trunc", "--digests"]);
+
+    let (code, _, err) = wharf.run(&[
+        "pull",
+        "--tls-verify=false",
+        &format!("{}/test/busybox:nope", registry.host()),
+    ]);
+    assert_eq!(code, 125, "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("wharf: error: "), "{err}");
+    assert!(
+        last.contains("nope") && last.contains("test/busybox") && last.contains("not found"),
+        "names the reference: {err}"
+    );
+    let (code, _, err) = wharf.run(&["pull", "Not A Reference"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid reference"), "{err}");
+    let (code, _, err) = wharf.run(&["rmi", "sha256:0000"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("sha256:0000"), "{err}");
+
+    assert_eq!(wharf.ok(&["images", "--no-trunc", "--digests"]), before);
+    let (code, out, _) = wharf.run(&["system", "check"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// `import` of a rootfs tar with changes, then push with zstd compression:
+/// skopeo reads it back and podman pulls it.
+#[test]
+fn import_then_push_compressed_reads_back_in_skopeo_and_podman() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo, Podman);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let rootfs = wharf_testkit::busybox_rootfs().unwrap();
+    let tar = env.path().join("rootfs.tar");
+    let status = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let name = format!("{}/test/imported:1", registry.host());
+    let id = wharf.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/sh\"]",
+        "-c",
+        "ENV HELLO=world",
+        "-m",
+        "from busybox",
+        path(&tar),
+        &name,
+    ]);
+    let inspect = wharf.inspect(&name);
+    assert_eq!(inspect["Id"], id.trim());
+    assert_eq!(inspect["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
+    assert_eq!(inspect["Config"]["Env"], serde_json::json!(["HELLO=world"]));
+    assert_eq!(inspect["Comment"], "from busybox");
+
+    wharf.ok(&[
+        "push",
+        "-q",
+        "--tls-verify=false",
+        "--compression-format",
+        "zstd",
+        &name,
+    ]);
+    let raw = registry.skopeo_inspect("test/imported:1", true).unwrap();
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(
+        registry_diff_ids(&registry, "test/imported:1"),
+        layers_of(&inspect)
+    );
+
+    let podman = wharf_testkit::Podman::new();
+    let pulled = podman
+        .run(&["pull", "-q", "--tls-verify=false", &name])
+        .unwrap();
+    assert_eq!(pulled.trim(), &id.trim()["sha256:".len()..]);
+}
+
+fn umoci(args: &[&str]) {
+    let out = Command::new("umoci").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "umoci {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
