@@ -30,6 +30,13 @@ done
 [ -x "$wharf" ] || { echo "no wharf at $wharf: cargo build --release --bin wharf" >&2; exit 1; }
 wharf=$(realpath "$wharf")
 
+# podman and skopeo write host state even with --root (/var/lib/containers/
+# cache, /run/libpod, /run/containers): run them in a private mount namespace
+# with tmpfs over those paths.
+isolated=(unshare --mount --propagation private -- sh -c 'mount -t tmpfs wharf-bench /run &&
+	if [ -d /var/lib/containers ]; then mount -t tmpfs wharf-bench /var/lib/containers;
+	else mount -t tmpfs wharf-bench /var/lib; fi && exec "$@"' sh)
+
 cache=/var/tmp/wharf-bench
 mkdir -p "$cache"
 rootfs=${WHARF_BENCH_ROOTFS:-$cache/minbase}
@@ -49,61 +56,79 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the image: K layers cut from the rootfs, gzip and zstd variants -------
-layout=$work/layout
-mkdir -p "$layout/blobs/sha256" "$work/tars"
-echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
-# Layer cut: the largest trees each get a layer, the rest goes last.
-cuts=(usr/lib usr/share usr/bin)
-cuts=("${cuts[@]:0:$((layers - 1))}")
-excludes=()
-i=0
-for c in "${cuts[@]}"; do
-	tar -C "$rootfs" --numeric-owner --sort=name -cf "$work/tars/$i.tar" "$c"
-	excludes+=(--exclude="./$c")
-	i=$((i + 1))
-done
-tar -C "$rootfs" --numeric-owner --sort=name "${excludes[@]}" -cf "$work/tars/$i.tar" .
-blob() { # file media-type -> descriptor JSON, blob stored
-	local d s
-	d=$(sha256sum "$1" | cut -d' ' -f1); s=$(stat -c %s "$1")
-	cp "$1" "$layout/blobs/sha256/$d"
-	printf '{"mediaType":"%s","digest":"sha256:%s","size":%s}' "$2" "$d" "$s"
-}
-diff_ids=$(for t in "$work"/tars/*.tar; do echo "\"sha256:$(sha256sum "$t" | cut -d' ' -f1)\""; done | paste -sd,)
-unpacked=$(du -scb "$work"/tars/*.tar | tail -1 | cut -f1)
-config=$work/config.json
-printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/bash"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$diff_ids" > "$config"
-index_entries=()
-for comp in gzip zstd; do
-	descs=()
-	for t in "$work"/tars/*.tar; do
-		if [ $comp = gzip ]; then gzip -6 -n -c "$t" > "$t.gz"; descs+=("$(blob "$t.gz" application/vnd.oci.image.layer.v1.tar+gzip)")
-		else zstd -3 -q -c "$t" > "$t.zst"; descs+=("$(blob "$t.zst" application/vnd.oci.image.layer.v1.tar+zstd)"); fi
+# Built and pushed once into a registry storage cached under $cache/image-K
+# (delete it to rebuild); each run serves that storage from a fresh registry.
+img=$cache/image-$layers
+build_image() {
+	rm -rf "$img"; mkdir -p "$img/tars"
+	local layout=$img/layout
+	mkdir -p "$layout/blobs/sha256"
+	echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+	# Layer cut: the largest trees each get a layer, the rest goes last.
+	local cuts=(usr/lib usr/share usr/bin) excludes=() i=0 c t comp
+	cuts=("${cuts[@]:0:$((layers - 1))}")
+	for c in "${cuts[@]}"; do
+		tar -C "$rootfs" --numeric-owner --sort=name -cf "$img/tars/$i.tar" "$c"
+		excludes+=(--exclude="./$c")
+		i=$((i + 1))
 	done
-	cdesc=$(blob "$config" application/vnd.oci.image.config.v1+json)
-	printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":%s,"layers":[%s]}' \
-		"$cdesc" "$(IFS=,; echo "${descs[*]}")" > "$work/manifest-$comp.json"
-	m=$(blob "$work/manifest-$comp.json" application/vnd.oci.image.manifest.v1+json)
-	index_entries+=("$(echo "$m" | jq -c --arg t "$comp" '. + {annotations: {"org.opencontainers.image.ref.name": $t}}')")
-done
-printf '{"schemaVersion":2,"manifests":[%s]}' "$(IFS=,; echo "${index_entries[*]}")" > "$layout/index.json"
-compressed_gzip=$(du -cb "$work"/tars/*.gz | tail -1 | cut -f1)
-compressed_zstd=$(du -cb "$work"/tars/*.zst | tail -1 | cut -f1)
+	tar -C "$rootfs" --numeric-owner --sort=name "${excludes[@]}" -cf "$img/tars/$i.tar" .
+	blob() { # file media-type -> descriptor JSON, blob stored
+		local d s
+		d=$(sha256sum "$1" | cut -d' ' -f1); s=$(stat -c %s "$1")
+		cp "$1" "$layout/blobs/sha256/$d"
+		printf '{"mediaType":"%s","digest":"sha256:%s","size":%s}' "$2" "$d" "$s"
+	}
+	local diff_ids config=$img/config.json index_entries=() descs cdesc m
+	diff_ids=$(for t in "$img"/tars/*.tar; do echo "\"sha256:$(sha256sum "$t" | cut -d' ' -f1)\""; done | paste -sd,)
+	printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/bash"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' "$diff_ids" > "$config"
+	for comp in gzip zstd; do
+		descs=()
+		for t in "$img"/tars/*.tar; do
+			if [ $comp = gzip ]; then gzip -6 -n -c "$t" > "$t.gz"; descs+=("$(blob "$t.gz" application/vnd.oci.image.layer.v1.tar+gzip)")
+			else zstd -3 -q -c "$t" > "$t.zst"; descs+=("$(blob "$t.zst" application/vnd.oci.image.layer.v1.tar+zstd)"); fi
+		done
+		cdesc=$(blob "$config" application/vnd.oci.image.config.v1+json)
+		printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":%s,"layers":[%s]}' \
+			"$cdesc" "$(IFS=,; echo "${descs[*]}")" > "$img/manifest-$comp.json"
+		m=$(blob "$img/manifest-$comp.json" application/vnd.oci.image.manifest.v1+json)
+		index_entries+=("$(echo "$m" | jq -c --arg t "$comp" '. + {annotations: {"org.opencontainers.image.ref.name": $t}}')")
+	done
+	printf '{"schemaVersion":2,"manifests":[%s]}' "$(IFS=,; echo "${index_entries[*]}")" > "$layout/index.json"
+	{
+		echo "unpacked=$(du -scb "$img"/tars/*.tar | tail -1 | cut -f1)"
+		echo "compressed_gzip=$(du -cb "$img"/tars/*.gz | tail -1 | cut -f1)"
+		echo "compressed_zstd=$(du -cb "$img"/tars/*.zst | tail -1 | cut -f1)"
+	} > "$img/sizes"
+	rm -rf "$img/tars"
+}
 
 # --- the registry --------------------------------------------------------------
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/registry.yml" <<EOF
+start_registry() {
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	cat > "$work/registry.yml" <<EOF
 version: 0.1
-storage: {filesystem: {rootdirectory: $work/registry}}
+storage: {filesystem: {rootdirectory: $img/registry}}
 http: {addr: 127.0.0.1:$port}
 log: {level: error}
 EOF
-docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
-for comp in gzip zstd; do
-	skopeo copy -q --dest-tls-verify=false "oci:$layout:$comp" "docker://127.0.0.1:$port/bench/minbase:$comp" >&2
-done
+	docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
+	registry_pid=$!
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+}
+if [ ! -e "$img/done" ]; then
+	echo "building the $layers-layer image and its registry storage (once, in $img)" >&2
+	build_image
+	start_registry
+	for comp in gzip zstd; do
+		"${isolated[@]}" skopeo copy -q --dest-tls-verify=false "oci:$img/layout:$comp" "docker://127.0.0.1:$port/bench/minbase:$comp" >&2
+	done
+	touch "$img/done"
+else
+	start_registry
+fi
+# shellcheck disable=SC1091
+. "$img/sizes"
 ref() { echo "127.0.0.1:$port/bench/minbase:$1"; }
 
 # --- one timed run of a tool: prints "seconds maxrss_kb" -----------------------
@@ -122,7 +147,7 @@ timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" > /dev/null 2> "$work/la
 floor() { # curl each layer blob | decompress | tar -x, one after another
 	local comp=$1 dec digest
 	[ "$comp" = gzip ] && dec="gzip -dc" || dec="zstd -dc"
-	for digest in $(jq -r '.layers[].digest' "$work/manifest-$comp.json"); do
+	for digest in $(jq -r '.layers[].digest' "$img/manifest-$comp.json"); do
 		curl -sf "http://127.0.0.1:$port/v2/bench/minbase/blobs/$digest" | $dec | tar -C "$work/dest" -xf -
 	done
 }
@@ -131,11 +156,12 @@ run_tool() {
 	fresh
 	case $tool in
 	wharf) timed "$wharf" --root "$work/dest/wharf" pull -q --tls-verify=false "$(ref "$comp")" ;;
-	skopeo) timed skopeo copy -q --src-tls-verify=false "docker://$(ref "$comp")" \
+	skopeo) timed "${isolated[@]}" skopeo copy -q --src-tls-verify=false "docker://$(ref "$comp")" \
 		"containers-storage:[overlay@$work/dest/root+$work/dest/runroot]$(ref "$comp")" ;;
-	podman) timed podman --root "$work/dest/root" --runroot "$work/dest/runroot" --storage-driver overlay \
-		--cgroup-manager cgroupfs --events-backend file pull -q --tls-verify=false "$(ref "$comp")" ;;
-	floor) export -f floor; export work port; timed bash -c "floor $comp" ;;
+	podman) timed "${isolated[@]}" podman --root "$work/dest/root" --runroot "$work/dest/runroot" --storage-driver overlay \
+		--tmpdir "$work/dest/tmp" --network-config-dir "$work/dest/net" \
+		--cgroup-manager cgroupfs --events-backend none pull -q --tls-verify=false "$(ref "$comp")" ;;
+	floor) export -f floor; export work port img; timed bash -c "floor $comp" ;;
 	esac
 	# podman/skopeo leave mounts in their store: clean before the next run
 	unmount_under "$work/dest"

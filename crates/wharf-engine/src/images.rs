@@ -323,6 +323,9 @@ impl Engine {
     ) -> Result<Digest, EngineError> {
         let image = self.images.resolve(&request.image)?;
         let client = request.access.client()?;
+        // Keeps GC from removing the compressed layers' scratch dir (and
+        // the image's blobs) while the push reads them.
+        let _lease = self.images.lease()?;
         let source = source::StoreSource::new(&self.images, image, request.compression)?;
         let options = wharf_registry::PushOptions {
             chunk_size: request.chunk_size,

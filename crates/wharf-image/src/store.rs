@@ -264,6 +264,17 @@ impl Store {
         &self.inner.root
     }
 
+    /// A scratch directory inside the store (same filesystem, so its files
+    /// can be renamed into place), removed when dropped. If the process dies
+    /// first, [`Store::gc`] removes it with the other stale staging dirs.
+    pub fn scratch_dir(&self) -> Result<tempfile::TempDir, ImageError> {
+        let staging = self.inner.root.join("staging");
+        tempfile::Builder::new()
+            .prefix(&format!("scratch-{}-", std::process::id()))
+            .tempdir_in(&staging)
+            .map_err(|e| ImageError::io("create scratch directory in", &staging, e))
+    }
+
     fn db(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves a connection whose last
         // transaction rolled back; it is still usable.

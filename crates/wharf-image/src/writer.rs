@@ -19,7 +19,7 @@ use crate::store::Lease;
 use crate::unpack::{self, UnpackOptions, UnpackedLayer};
 
 /// Chunks in flight between the writer and the unpack thread.
-const PIPE_DEPTH: usize = 32;
+const PIPE_DEPTH: usize = 8;
 
 /// A blob that is only stored (manifest, config, other).
 pub(crate) struct PlainWriter {

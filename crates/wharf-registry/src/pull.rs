@@ -29,7 +29,7 @@ pub(crate) const MANIFEST_LIMIT: u64 = 4 << 20;
 /// Largest image config accepted (c/image's limit).
 pub(crate) const CONFIG_LIMIT: u64 = 4 << 20;
 /// Chunks buffered between the network and the store per layer.
-const CHANNEL_DEPTH: usize = 16;
+const CHANNEL_DEPTH: usize = 8;
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -928,4 +928,3 @@ fn write_loop(
     }
     Ok(false)
 }
-

@@ -44,6 +44,31 @@ impl Wharf {
         out
     }
 
+    fn run_stdin(&self, args: &[&str], input: &str) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wharf");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn inspect(&self, image: &str) -> serde_json::Value {
         let v: serde_json::Value =
             serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
@@ -367,6 +392,269 @@ fn import_then_push_compressed_reads_back_in_skopeo_and_podman() {
         .run(&["pull", "-q", "--tls-verify=false", &name])
         .unwrap();
     assert_eq!(pulled.trim(), &id.trim()["sha256:".len()..]);
+}
+
+/// `login` against htpasswd Basic auth stores the credentials in the auth
+/// file (0600); pulls use them and fail clearly without; `logout` removes
+/// them.
+#[test]
+fn login_pull_logout_with_basic_auth() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry =
+        LocalRegistry::start(RegistryOptions::plain().basic_auth("alice", "s3cret")).unwrap();
+    let wharf = Wharf::new(&env);
+    let (layout, image) =
+        busybox_layout(&env.path().join("layout"), "v1", LayerCompression::Gzip).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("v1"), "private/busybox:v1", false)
+        .unwrap();
+    let name = format!("{}/private/busybox:v1", registry.host());
+    let auth = env.path().join("auth.json");
+    let authfile = path(&auth);
+    let host = registry.host();
+
+    let (code, _, err) = wharf.run(&["pull", "--tls-verify=false", "--authfile", authfile, &name]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains(&host), "names the registry: {err}");
+
+    let login = [
+        "login",
+        "-u",
+        "alice",
+        "--password-stdin",
+        "--tls-verify=false",
+        "--authfile",
+        authfile,
+        host.as_str(),
+    ];
+    let (code, _, err) = wharf.run_stdin(&login, "wrong\n");
+    assert_eq!(code, 125, "{err}");
+    assert!(!auth.exists(), "a refused login stores nothing");
+    let (code, out, err) = wharf.run_stdin(&login, "s3cret\n");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "Login Succeeded!\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs_err::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&auth).unwrap()).unwrap();
+    assert!(stored["auths"][&host]["auth"].is_string(), "{stored}");
+
+    let id = wharf.ok(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        "--authfile",
+        authfile,
+        &name,
+    ]);
+    assert_eq!(id.trim(), image.config.digest);
+    wharf.ok(&["logout", "--authfile", authfile, &host]);
+    let (code, _, err) = wharf.run(&["pull", "--tls-verify=false", "--authfile", authfile, &name]);
+    assert_eq!(code, 125, "credentials are gone: {err}");
+}
+
+/// A TLS registry with its own CA: refused without the CA, pulled with
+/// `--cert-dir`.
+#[test]
+fn tls_registry_needs_its_ca() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = LocalRegistry::start(RegistryOptions::plain().tls()).unwrap();
+    let wharf = Wharf::new(&env);
+    let (layout, image) =
+        busybox_layout(&env.path().join("layout"), "v1", LayerCompression::Zstd).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("v1"), "tls/busybox:v1", false)
+        .unwrap();
+    let name = format!("{}/tls/busybox:v1", registry.host());
+    let (code, _, err) = wharf.run(&["pull", &name]);
+    assert_eq!(code, 125, "an unknown CA is refused: {err}");
+    let certs = registry.certs_d();
+    let id = wharf.ok(&["pull", "-q", "--cert-dir", path(&certs), &name]);
+    assert_eq!(id.trim(), image.config.digest);
+}
+
+/// `save` then `load` through the command line, both formats: the same
+/// image id and names come back.
+#[test]
+fn save_and_load_round_trip() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let (layout, image) =
+        busybox_layout(&env.path().join("layout"), "v1", LayerCompression::Gzip).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("v1"), "test/busybox:v1", false)
+        .unwrap();
+    let name = format!("{}/test/busybox:v1", registry.host());
+    wharf.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    wharf.ok(&["tag", &name, "local/second:2"]);
+    for format in ["docker-archive", "oci-archive"] {
+        let archive = env.path().join(format!("{format}.tar"));
+        wharf.ok(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            path(&archive),
+            &name,
+            "local/second:2",
+        ]);
+        wharf.ok(&["rmi", "-f", &name, "local/second:2"]);
+        assert_eq!(wharf.ok(&["images", "-q"]), "");
+        let out = wharf.ok(&["load", "-i", path(&archive)]);
+        assert!(out.contains("Loaded image: "), "{out}");
+        assert_eq!(wharf.inspect(&name)["Id"], image.config.digest);
+        assert_eq!(wharf.inspect("local/second:2")["Id"], image.config.digest);
+    }
+    let (code, _, err) = wharf.run(&["save", "-o", path(&env.path().join("x.tar")), "nope:1"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("nope"), "{err}");
+    assert!(
+        !env.path().join("x.tar").exists(),
+        "a failed save leaves no file"
+    );
+}
+
+/// The kill points of a crash test: 12 points spread over the time an
+/// uninterrupted run of `args` takes (measured first, then undone by
+/// `reset`), from the first request to the final metadata write.
+fn kill_points(wharf: &Wharf, args: &[&str], reset: impl Fn()) -> Vec<u64> {
+    let start = std::time::Instant::now();
+    wharf.ok(args);
+    let full = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    reset();
+    (0..12).map(|k| full * k / 12).collect()
+}
+
+/// Runs `wharf ARGS` and SIGKILLs it after `ms`; true if it finished first.
+fn run_killed(wharf: &Wharf, args: &[&str], ms: u64) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--root")
+        .arg(&wharf.root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    if let Some(status) = child.try_wait().unwrap() {
+        assert!(
+            status.success(),
+            "wharf {args:?} failed without being killed"
+        );
+        return true;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    false
+}
+
+/// An image of four 3 MB layers of random bytes (plus busybox), slow enough
+/// to be killed in the middle of its transfer.
+fn seed_random_image(env: &TestEnv, registry: &LocalRegistry, name: &str) {
+    let layout = OciLayout::create(&env.path().join("random-layout")).unwrap();
+    let mut layers = vec![LayerContent::Dir(
+        wharf_testkit::busybox_rootfs().unwrap().to_owned(),
+    )];
+    for i in 0..4 {
+        let mut bytes = vec![0u8; 3 << 20];
+        std::io::Read::read_exact(&mut fs_err::File::open("/dev/urandom").unwrap(), &mut bytes)
+            .unwrap();
+        layers.push(LayerContent::Files(vec![(format!("data/{i}"), bytes)]));
+    }
+    let image = layout
+        .add_image(&layers, LayerCompression::Gzip, &TestPlatform::host())
+        .unwrap();
+    layout.tag("r", &image.manifest).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("r"), name, false)
+        .unwrap();
+}
+
+/// A pull and a push SIGKILLed at many points: after each kill the store
+/// checks clean (no corrupt blob, no missing layer of a recorded image),
+/// the registry holds either nothing or the whole image, and the next
+/// pull or push completes.
+#[test]
+fn killed_pulls_and_pushes_leave_the_store_consistent() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    seed_random_image(&env, &registry, "test/random:1");
+    let name = format!("{}/test/random:1", registry.host());
+    let pull = ["pull", "-q", "--tls-verify=false", name.as_str()];
+
+    let reset = || {
+        wharf.ok(&["rmi", &name]);
+        wharf.ok(&["system", "check", "--repair"]);
+        assert_eq!(wharf.ok(&["images", "-q"]), "");
+    };
+    let mut kills = 0;
+    for ms in kill_points(&wharf, &pull, reset) {
+        let finished = run_killed(&wharf, &pull, ms);
+        let (code, out, err) = wharf.run(&["system", "check"]);
+        assert_eq!(code, 0, "after a kill at {ms} ms: {out} {err}");
+        if finished {
+            break;
+        }
+        kills += 1;
+        // The next pull completes (resuming what the killed one left), then
+        // everything goes so the next kill point downloads again.
+        wharf.ok(&pull);
+        wharf.ok(&["rmi", &name]);
+        wharf.ok(&["system", "check", "--repair"]);
+        assert_eq!(wharf.ok(&["images", "-q"]), "");
+    }
+    assert!(
+        kills >= 5,
+        "only {kills} pulls were killed before one finished"
+    );
+    wharf.ok(&pull);
+    let id = wharf.inspect(&name)["Id"].clone();
+
+    let first = format!("{}/test/pushed-first:1", registry.host());
+    wharf.ok(&["tag", &name, &first]);
+    let points = kill_points(&wharf, &["push", "-q", "--tls-verify=false", &first], || {});
+    let mut kills = 0;
+    for (i, ms) in points.into_iter().enumerate() {
+        let dest = format!("{}/test/pushed-{i}:1", registry.host());
+        wharf.ok(&["tag", &name, &dest]);
+        let finished = run_killed(&wharf, &["push", "-q", "--tls-verify=false", &dest], ms);
+        let (code, out, err) = wharf.run(&["system", "check"]);
+        assert_eq!(code, 0, "after a push killed at {ms} ms: {out} {err}");
+        // Nothing or everything: the manifest goes last.
+        let remote = registry.skopeo_inspect(&format!("test/pushed-{i}:1"), false);
+        if let Ok(remote) = &remote {
+            assert_eq!(
+                registry_diff_ids(&registry, &format!("test/pushed-{i}:1")).len(),
+                5
+            );
+            assert!(remote["Digest"].is_string());
+        }
+        if finished {
+            assert!(remote.is_ok());
+            break;
+        }
+        kills += 1;
+        wharf.ok(&["push", "-q", "--tls-verify=false", &dest]);
+        assert_eq!(
+            registry_diff_ids(&registry, &format!("test/pushed-{i}:1")).len(),
+            5
+        );
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} pushes were killed before one finished"
+    );
+    assert_eq!(wharf.inspect(&name)["Id"], id);
 }
 
 fn umoci(args: &[&str]) {
