@@ -45,15 +45,7 @@ impl StoreSource {
                 _scratch: None,
             });
         };
-        let scratch = tempfile::Builder::new()
-            .prefix("push-")
-            .tempdir_in(store.root())
-            .map_err(|e| {
-                EngineError::invalid(format!(
-                    "create a scratch dir in {}: {e}",
-                    store.root().display()
-                ))
-            })?;
+        let scratch = store.scratch_dir()?;
         let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest)
             .map_err(|e| EngineError::invalid(format!("stored manifest of {}: {e}", image.id)))?;
         let mut compressed = HashMap::new();
