@@ -8,7 +8,7 @@ if [ "${1:-}" = "--test" ]; then
     pkgs+=(runc crun containerd hyperfine time jq)
     # Registry tests: a real registry, certificates and bcrypt htpasswd for it,
     # skopeo/umoci/podman to seed and read images back.
-    pkgs+=(docker-registry openssl apache2-utils skopeo umoci podman)
+    pkgs+=(docker-registry openssl apache2-utils skopeo umoci podman debootstrap)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

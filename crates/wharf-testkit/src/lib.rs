@@ -12,6 +12,7 @@
 mod bundle;
 mod child;
 mod containers_tools;
+mod debian;
 mod env;
 mod mounts;
 mod oci_layout;
@@ -24,6 +25,7 @@ mod sentinel;
 pub use bundle::{Bundle, BundleBuilder};
 pub use child::{in_child, in_child_unshare};
 pub use containers_tools::{isolated, Podman};
+pub use debian::{debian_minbase, DebianMinbase};
 pub use env::TestEnv;
 pub use mounts::leaked_mounts;
 pub use oci_layout::{

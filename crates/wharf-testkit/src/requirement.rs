@@ -35,6 +35,8 @@ pub enum Requirement {
     Skopeo,
     /// `umoci` is installed.
     Umoci,
+    /// `debootstrap` is installed (Debian rootfs fixtures).
+    Debootstrap,
     /// `podman` is installed (tests give it a private store), and `unshare`
     /// to keep it off the host's `/run` and `/var/lib/containers`.
     Podman,
@@ -94,6 +96,7 @@ impl Requirement {
             }
             Self::Skopeo => find_binary("skopeo").is_some() && find_binary("unshare").is_some(),
             Self::Umoci => find_binary("umoci").is_some(),
+            Self::Debootstrap => find_binary("debootstrap").is_some(),
             Self::Podman => find_binary("podman").is_some() && find_binary("unshare").is_some(),
             Self::CgroupV2Controllers => cgroup_v2_controllers_available(),
         }
@@ -115,6 +118,7 @@ impl Requirement {
             }
             Self::Skopeo => "skopeo and unshare",
             Self::Umoci => "umoci",
+            Self::Debootstrap => "debootstrap",
             Self::Podman => "podman and unshare",
             Self::CgroupV2Controllers => {
                 "cgroup v2 at /sys/fs/cgroup with the cpu, memory, io and pids controllers"
@@ -275,6 +279,7 @@ mod tests {
             Requirement::Registry,
             Requirement::Skopeo,
             Requirement::Umoci,
+            Requirement::Debootstrap,
             Requirement::Podman,
             Requirement::CgroupV2Controllers,
         ] {

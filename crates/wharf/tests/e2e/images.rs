@@ -394,6 +394,70 @@ fn import_then_push_compressed_reads_back_in_skopeo_and_podman() {
     assert_eq!(pulled.trim(), &id.trim()["sha256:".len()..]);
 }
 
+/// A Debian minbase rootfs (debootstrap) as a three-layer image: `usr/`,
+/// the rest, and a top layer deleting one file (OCI whiteout) and adding
+/// another. It pulls with the registry's diff ids; the layers hold what
+/// the rootfs holds, the whiteout as overlayfs' 0:0 character device.
+#[test]
+fn debian_minbase_three_layer_image() {
+    require!(Root, Overlay, Registry, Skopeo, Debootstrap);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let debian = wharf_testkit::debian_minbase().unwrap();
+    let layout = OciLayout::create(&env.path().join("layout")).unwrap();
+    let image = layout
+        .add_image(
+            &[
+                LayerContent::Dir(debian.usr_layer.clone()),
+                LayerContent::Dir(debian.rest_layer.clone()),
+                LayerContent::Files(vec![
+                    ("etc/.wh.debian_version".into(), Vec::new()),
+                    ("etc/wharf-release".into(), b"layered\n".to_vec()),
+                ]),
+            ],
+            LayerCompression::Gzip,
+            &TestPlatform::host(),
+        )
+        .unwrap();
+    layout.tag("min", &image.manifest).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("min"), "debian/minbase:1", false)
+        .unwrap();
+    let name = format!("{}/debian/minbase:1", registry.host());
+    let id = wharf.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(id.trim(), image.config.digest);
+    let inspect = wharf.inspect(&name);
+    assert_eq!(
+        layers_of(&inspect),
+        registry_diff_ids(&registry, "debian/minbase:1")
+    );
+    let upper = PathBuf::from(inspect["GraphDriver"]["Data"]["UpperDir"].as_str().unwrap());
+    let lower: Vec<PathBuf> = inspect["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .map(PathBuf::from)
+        .collect();
+    // LowerDir lists the layers below the top one, nearest first.
+    let (rest, usr) = (&lower[0], &lower[1]);
+    assert!(usr.join("usr/bin/dpkg").is_file());
+    assert!(!usr.join("etc").exists());
+    assert_eq!(
+        fs_err::read_to_string(rest.join("etc/debian_version")).unwrap(),
+        fs_err::read_to_string(debian.rootfs.join("etc/debian_version")).unwrap()
+    );
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let whiteout = fs_err::symlink_metadata(upper.join("etc/debian_version")).unwrap();
+    assert!(whiteout.file_type().is_char_device() && whiteout.rdev() == 0);
+    assert_eq!(
+        fs_err::read_to_string(upper.join("etc/wharf-release")).unwrap(),
+        "layered\n"
+    );
+    let (code, out, _) = wharf.run(&["system", "check"]);
+    assert_eq!(code, 0, "{out}");
+}
+
 /// `login` against htpasswd Basic auth stores the credentials in the auth
 /// file (0600); pulls use them and fail clearly without; `logout` removes
 /// them.
