@@ -1,6 +1,6 @@
 //! A Debian bookworm minbase root filesystem made by `debootstrap` (from
 //! Debian's archive, the one network source tests may use), built once per
-//! machine and kept under `/var/tmp/wharf-test-cache` across clones and runs
+//! machine and kept under `/var/tmp/wharf-fixtures` across clones and runs
 //! (about 200 MB; a build takes a few minutes), plus the layer trees tests cut
 //! from it.
 
@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::{ensure, Context as _};
 
 /// The cache directory, outside any checkout.
-const CACHE: &str = "/var/tmp/wharf-test-cache/debian-bookworm-minbase";
+const CACHE: &str = "/var/tmp/wharf-fixtures/debian-bookworm-minbase";
 
 /// The cached minbase trees: `rootfs/` (the whole system) and two layer
 /// trees cut from it with hardlinks, `layers/usr/` (holding `usr/`) and
