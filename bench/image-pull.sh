@@ -186,7 +186,7 @@ echo
 echo "Debian bookworm minbase, $layers layers, $((unpacked / 1000000)) MB unpacked;"
 echo "gzip $((compressed_gzip / 1000000)) MB, zstd $((compressed_zstd / 1000000)) MB compressed. Local docker-registry,"
 echo "page cache dropped before each run, $runs runs per tool and format, medians."
-echo "wharf $("$wharf" --version 2>/dev/null | head -1), $(skopeo --version), $(podman --version)."
+echo "$("$wharf" --version 2>/dev/null | head -1), $(skopeo --version), $(podman --version)."
 echo
 echo "Command: \`bench/image-pull.sh -n $runs --layers $layers\`"
 echo

@@ -150,7 +150,11 @@ impl Transport {
                     tokio::time::sleep(delay).await;
                 }
                 Ok(response) => return Ok(response),
-                Err(e) if !last && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                Err(e)
+                    if !last
+                        && (e.is_connect() || e.is_timeout() || e.is_request())
+                        && !is_tls_refusal(&e) =>
+                {
                     let delay = self.backoff(attempt);
                     tracing::debug!(%url, error = %e, ?delay, attempt, "retrying");
                     tokio::time::sleep(delay).await;
@@ -191,6 +195,30 @@ fn jitter() -> f64 {
 }
 
 /// 408, 429 and 5xx other than 501 and 505 (which will not change).
+/// A certificate the client refused (unknown CA, wrong name, expired): it
+/// will be refused again, so it is not retried.
+fn is_tls_refusal(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(mut err) = source {
+        // io::Error's source() skips the error it wraps (and hyper-rustls
+        // nests two): look inside.
+        while let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            err = inner;
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        source = err.source();
+    }
+    false
+}
+
 pub(crate) fn is_retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429)
         || (status.is_server_error()

@@ -537,6 +537,7 @@ fn tls_registry_needs_its_ca() {
     let name = format!("{}/tls/busybox:v1", registry.host());
     let (code, _, err) = wharf.run(&["pull", &name]);
     assert_eq!(code, 125, "an unknown CA is refused: {err}");
+    assert!(err.contains("invalid peer certificate"), "{err}");
     let certs = registry.certs_d();
     let id = wharf.ok(&["pull", "-q", "--cert-dir", path(&certs), &name]);
     assert_eq!(id.trim(), image.config.digest);
