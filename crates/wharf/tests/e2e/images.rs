@@ -458,6 +458,74 @@ fn debian_minbase_three_layer_image() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// `history`, `system df`, `images` filters and `image prune`: dangling
+/// images go with a plain prune, named ones only with `-a`; the store is
+/// empty and checks clean afterwards.
+#[test]
+fn history_df_filters_and_prune() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let registry = registry();
+    let wharf = Wharf::new(&env);
+    let (layout, _) =
+        busybox_layout(&env.path().join("layout"), "v1", LayerCompression::Gzip).unwrap();
+    registry
+        .skopeo_copy_in(&layout.reference("v1"), "test/busybox:v1", false)
+        .unwrap();
+    let name = format!("{}/test/busybox:v1", registry.host());
+    wharf.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    let rootfs = wharf_testkit::busybox_rootfs().unwrap();
+    let tar = env.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let dangling = wharf.ok(&["import", "-m", "no name", path(&tar)]);
+
+    let history = wharf.ok(&["history", &name]);
+    assert!(history.starts_with("IMAGE"), "{history}");
+    assert!(history.lines().count() >= 2, "{history}");
+    let df = wharf.ok(&["system", "df"]);
+    assert!(df.lines().nth(1).unwrap().starts_with("Images"), "{df}");
+    let json: serde_json::Value =
+        serde_json::from_str(&wharf.ok(&["system", "df", "--format", "json"])).unwrap();
+    assert_eq!(json["TotalCount"], 2);
+
+    let only_dangling = wharf.ok(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
+    assert_eq!(only_dangling.trim(), dangling.trim());
+    let by_ref = wharf.ok(&[
+        "images",
+        "--format",
+        "json",
+        "--filter",
+        "reference=*busybox*",
+    ]);
+    assert_eq!(by_ref.lines().count(), 1, "{by_ref}");
+    let (code, _, err) = wharf.run(&["images", "--filter", "colour=red"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown key \"colour\""), "{err}");
+
+    let out = wharf.ok(&["image", "prune", "-f"]);
+    assert!(
+        out.contains(&format!("deleted: {}", dangling.trim())),
+        "{out}"
+    );
+    assert_eq!(wharf.ok(&["images", "-q"]).lines().count(), 1);
+    wharf.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(wharf.ok(&["images", "-q"]), "");
+    let (code, out, _) = wharf.run(&["system", "check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("unreferenced"),
+        "prune collected everything: {out}"
+    );
+}
+
 /// `login` against htpasswd Basic auth stores the credentials in the auth
 /// file (0600); pulls use them and fail clearly without; `logout` removes
 /// them.
