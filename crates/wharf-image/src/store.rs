@@ -365,18 +365,7 @@ impl Store {
         let (media_type, manifest) = parse_manifest(manifest_digest, &manifest_bytes)?;
         let config_digest = Digest::try_from(manifest.config().digest())?;
         let config_bytes = self.inner.content.read(&config_digest)?;
-        let config: ImageConfiguration =
-            serde_json::from_slice(&config_bytes).map_err(|source| ImageError::ParseDocument {
-                what: "image config",
-                digest: config_digest.clone(),
-                source,
-            })?;
-        let diff_ids = config
-            .rootfs()
-            .diff_ids()
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<Vec<_>, _>>()?;
+        let diff_ids = config_diff_ids(&config_digest, &config_bytes)?;
         if diff_ids.len() != manifest.layers().len() {
             return Err(ImageError::InvalidDocument {
                 what: "image",
@@ -1249,6 +1238,23 @@ fn lookup_name(db: &Connection, name: &str) -> Result<Option<String>, ImageError
     })
     .optional()
     .map_err(ImageError::db("look up name"))
+}
+
+/// Parses an image config blob; its `rootfs.diff_ids`.
+pub(crate) fn config_diff_ids(digest: &Digest, bytes: &[u8]) -> Result<Vec<Digest>, ImageError> {
+    let config: ImageConfiguration =
+        serde_json::from_slice(bytes).map_err(|source| ImageError::ParseDocument {
+            what: "image config",
+            digest: digest.clone(),
+            source,
+        })?;
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| Digest::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(diff_ids)
 }
 
 /// Parses a manifest blob, refusing indexes and schema 1 with clear errors.

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use oci_spec::image::ImageConfiguration;
 use serde::Deserialize;
 
 use super::{
@@ -82,18 +81,7 @@ fn plan_image(
     let config_bytes = store
         .read_blob(&config_member.digest)
         .map_err(wrap(&item.config))?;
-    let config: ImageConfiguration =
-        serde_json::from_slice(&config_bytes).map_err(|source| ImageError::ParseDocument {
-            what: "image config",
-            digest: config_member.digest.clone(),
-            source,
-        })?;
-    let diff_ids = config
-        .rootfs()
-        .diff_ids()
-        .iter()
-        .map(|d| Digest::parse(d))
-        .collect::<Result<Vec<_>, _>>()?;
+    let diff_ids = crate::store::config_diff_ids(&config_member.digest, &config_bytes)?;
     if diff_ids.len() != item.layers.len() {
         return Err(ImageError::InvalidDocument {
             what: "image config",

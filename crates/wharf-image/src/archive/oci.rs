@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -291,18 +291,7 @@ fn plan_manifest(
         });
     }
     let (config_digest, config_bytes) = read_described(store, manifest.config(), "image config")?;
-    let config: ImageConfiguration =
-        serde_json::from_slice(&config_bytes).map_err(|source| ImageError::ParseDocument {
-            what: "image config",
-            digest: config_digest.clone(),
-            source,
-        })?;
-    let diff_ids = config
-        .rootfs()
-        .diff_ids()
-        .iter()
-        .map(|d| Digest::parse(d))
-        .collect::<Result<Vec<_>, _>>()?;
+    let diff_ids = crate::store::config_diff_ids(&config_digest, &config_bytes)?;
     if diff_ids.len() != manifest.layers().len() {
         return Err(ImageError::InvalidDocument {
             what: "manifest",
