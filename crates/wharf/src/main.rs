@@ -11,6 +11,7 @@
 )]
 
 mod images_cli;
+mod init;
 mod log;
 mod output;
 mod progress;
@@ -143,6 +144,10 @@ fn main() {
         .and_then(|a| Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Hidden re-exec entry points, before any parsing.
+    if args.get(1).is_some_and(|a| a == "__init") {
+        std::process::exit(init::main(args));
+    }
     let code = if invoked_as == "wharf-runc" || invoked_as == "runc" {
         let cli = runtime_cli::RuntimeCli::parse_from(args);
         runtime_cli::main(cli)

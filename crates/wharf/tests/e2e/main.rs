@@ -8,6 +8,7 @@
 mod cgroups;
 mod containerd;
 mod images;
+mod init;
 mod runtime_cli;
 mod runtime_security;
 mod seccomp;

@@ -1,0 +1,129 @@
+//! `wharf __init -- CMD [ARG…]`: Wharf's own minimal init for `run --init`,
+//! the container's PID 1 in place of an external binary (Docker's tini).
+//!
+//! PID 1 of a pid namespace gets no default signal actions (a SIGTERM a
+//! shell ignores as PID 1 would never stop it) and inherits every orphan.
+//! The init therefore blocks all catchable signals, runs CMD as its child
+//! with a clean mask, forwards each signal it receives to that child, reaps
+//! every child that exits, and when CMD exits, exits with its status
+//! (128 + signal number when CMD was killed). Single-threaded, no
+//! allocation in the loop; it holds no file descriptors of its own.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Signals the init forwards to the command rather than acting on.
+fn forwarded(signal: Signal) -> bool {
+    !matches!(
+        signal,
+        Signal::SIGCHLD
+            | Signal::SIGKILL
+            | Signal::SIGSTOP
+            | Signal::SIGSEGV
+            | Signal::SIGBUS
+            | Signal::SIGILL
+            | Signal::SIGFPE
+            | Signal::SIGABRT
+            | Signal::SIGTRAP
+            | Signal::SIGSYS
+    )
+}
+
+/// Runs the init; returns the exit status for the binary to exit with.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let mut args = args.into_iter().skip_while(|a| a != "--").skip(1);
+    let Some(program) = args.next() else {
+        eprintln!("wharf init: usage: wharf __init -- CMD [ARG...]");
+        return 127;
+    };
+    // Everything the kernel lets a process block: the loop below receives
+    // them with sigwait instead of running handlers.
+    let mut blocked = SigSet::all();
+    for s in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGABRT,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+    ] {
+        blocked.remove(s);
+    }
+    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
+        eprintln!("wharf init: block signals: {e}");
+        return 127;
+    }
+    // std resets the signal mask and SIGPIPE in the child before exec.
+    let child = match Command::new(&program).args(args).process_group(0).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("wharf init: run {}: {e}", program.to_string_lossy());
+            // Docker's convention: 127 not found, 126 not executable.
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    let child = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    // The command leads its own process group, so a terminal's job control
+    // reaches it; the init hands the terminal's foreground to it.
+    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), child);
+    loop {
+        let signal = match blocked.wait() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("wharf init: wait for signals: {e}");
+                return 127;
+            }
+        };
+        if signal == Signal::SIGCHLD {
+            if let Some(status) = reap(child) {
+                return status;
+            }
+        } else if forwarded(signal) {
+            // The whole group: what a shell started in the foreground gets it
+            // too, as with a terminal's signals.
+            if kill(Pid::from_raw(-child.as_raw()), signal).is_err() {
+                let _ = kill(child, signal);
+            }
+        }
+    }
+}
+
+/// Reaps every exited child; the command's exit status once it is gone.
+fn reap(command: Pid) -> Option<i32> {
+    let mut result = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == command => result = Some(code),
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
+                result = Some(128 + signal as i32);
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return result,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_and_unblockable_signals_are_not_forwarded() {
+        assert!(forwarded(Signal::SIGTERM));
+        assert!(forwarded(Signal::SIGHUP));
+        assert!(forwarded(Signal::SIGWINCH));
+        assert!(!forwarded(Signal::SIGCHLD));
+        assert!(!forwarded(Signal::SIGKILL));
+        assert!(!forwarded(Signal::SIGSEGV));
+    }
+}
