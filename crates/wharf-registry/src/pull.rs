@@ -115,6 +115,12 @@ pub(crate) enum Parsed {
 #[derive(Debug, Deserialize)]
 struct ImageConfigRootfs {
     rootfs: Rootfs,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +258,22 @@ impl Client {
             .map(|d| Digest::parse(d))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid_document(&session, "config", &config_digest, &e.to_string()))?;
+        // A single-platform image pulled with an explicit --platform must be
+        // for that platform (as Docker refuses it); without one, any goes.
+        if let (None, Some(wanted)) = (&index, &options.platform) {
+            let image = Platform::normalized(
+                parsed_config.os.as_deref().unwrap_or("linux"),
+                parsed_config.architecture.as_deref().unwrap_or_default(),
+                parsed_config.variant.as_deref(),
+            );
+            if wanted.rank(&image).is_none() {
+                return Err(RegistryError::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    platform: wanted.to_string(),
+                    available: image.to_string(),
+                });
+            }
+        }
         if diff_ids.len() != layers.len() {
             return Err(invalid_document(
                 &session,

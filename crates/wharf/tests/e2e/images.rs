@@ -306,7 +306,19 @@ fn bad_pulls_fail_clearly_and_leave_the_store_unchanged() {
         "--tls-verify=false",
         &format!("{}/test/busybox:v1", registry.host()),
     ]);
-    let before = wharf.ok(&["images", "--no-trunc", "--digests"]);
+    // What `images` shows, without the relative "created … ago".
+    let listing = || -> Vec<serde_json::Value> {
+        wharf
+            .ok(&["images", "--no-trunc", "--format", "json"])
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("CreatedSince");
+                v
+            })
+            .collect()
+    };
+    let before = listing();
 
     let (code, _, err) = wharf.run(&[
         "pull",
@@ -320,6 +332,16 @@ fn bad_pulls_fail_clearly_and_leave_the_store_unchanged() {
         last.contains("nope") && last.contains("test/busybox") && last.contains("not found"),
         "names the reference: {err}"
     );
+    // A single-platform image and an explicit --platform it does not match.
+    let (code, _, err) = wharf.run(&[
+        "pull",
+        "--tls-verify=false",
+        "--platform",
+        "linux/s390x",
+        &format!("{}/test/busybox:v1", registry.host()),
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("linux/s390x"), "{err}");
     let (code, _, err) = wharf.run(&["pull", "Not A Reference"]);
     assert_eq!(code, 125);
     assert!(err.contains("invalid reference"), "{err}");
@@ -327,7 +349,7 @@ fn bad_pulls_fail_clearly_and_leave_the_store_unchanged() {
     assert_eq!(code, 125);
     assert!(err.contains("sha256:0000"), "{err}");
 
-    assert_eq!(wharf.ok(&["images", "--no-trunc", "--digests"]), before);
+    assert_eq!(listing(), before);
     let (code, out, _) = wharf.run(&["system", "check"]);
     assert_eq!(code, 0, "{out}");
 }
