@@ -49,6 +49,117 @@ pub enum EngineError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// Neither the request nor the image gives a command to run.
+    #[error("no command specified: the image has no entrypoint or cmd and none was given")]
+    NoCommand,
+    /// A `--user` name has no entry in the image's /etc/passwd.
+    #[error("unable to find user {user:?}: no matching entry in the image's /etc/passwd")]
+    UnknownUser {
+        /// The name asked for.
+        user: String,
+    },
+    /// A group name has no entry in the image's /etc/group.
+    #[error("unable to find group {group:?}: no matching entry in the image's /etc/group")]
+    UnknownGroup {
+        /// The name asked for.
+        group: String,
+    },
+    /// A numeric uid or gid is out of range (runc's 0-2147483647) or does not parse.
+    #[error("invalid uid or gid {value:?}: must be a number from 0 to 2147483647 or a name")]
+    InvalidId {
+        /// The value given.
+        value: String,
+    },
+    /// A file of the image (/etc/passwd, /etc/group) could not be read.
+    #[error("read {path} in the image")]
+    ReadImageFile {
+        /// The path inside the rootfs.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A capability name is not known.
+    #[error("unknown capability {name:?}")]
+    UnknownCapability {
+        /// The name given.
+        name: String,
+    },
+    /// The planned runtime spec does not form a valid OCI document (a bug).
+    #[error("assemble the runtime spec")]
+    AssembleSpec(#[source] serde_json::Error),
+    /// A container name is taken (the name's UNIQUE constraint decided).
+    #[error("name \"{name}\" is already in use by container {holder}")]
+    NameInUse {
+        /// The name asked for.
+        name: String,
+        /// The short id of the container that has it.
+        holder: String,
+    },
+    /// No container has this id, name or id prefix.
+    #[error("no such container: {reference}")]
+    NotFound {
+        /// What was looked up.
+        reference: String,
+    },
+    /// An id prefix matches several containers.
+    #[error("container id prefix \"{prefix}\" matches more than one container")]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+    },
+    /// The container database failed.
+    #[error("{operation}")]
+    Database {
+        /// The operation, naming the object (`insert a container`).
+        operation: &'static str,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A container name breaks Docker's rule.
+    #[error("invalid container name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidContainerName {
+        /// The name given.
+        name: String,
+    },
+    /// A container id is not 64 lowercase hex digits.
+    #[error("invalid container id \"{id}\": expected 64 lowercase hex digits")]
+    InvalidContainerId {
+        /// The id given.
+        id: String,
+    },
+    /// A container's state does not allow the change asked for.
+    #[error("container {id} is {from}: cannot make it {to}")]
+    InvalidTransition {
+        /// The short id.
+        id: String,
+        /// Its state.
+        from: crate::state::ContainerState,
+        /// The state asked for.
+        to: crate::state::ContainerState,
+    },
+    /// The container database is newer than this Wharf.
+    #[error("container database {} has schema version {found}, this Wharf knows up to {known}", path.display())]
+    SchemaTooNew {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this Wharf knows.
+        known: i64,
+    },
+    /// A file or directory of the engine's state failed.
+    #[error("{operation} {path}")]
+    Io {
+        /// The operation (`create directory`, `lock`).
+        operation: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<wharf_image::ImageError> for EngineError {
@@ -95,6 +206,21 @@ impl EngineError {
             },
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::Runtime(_) | Self::Task { .. } => ErrorKind::Internal,
+            Self::NoCommand
+            | Self::UnknownUser { .. }
+            | Self::UnknownGroup { .. }
+            | Self::InvalidId { .. }
+            | Self::UnknownCapability { .. } => ErrorKind::InvalidArgument,
+            Self::ReadImageFile { .. } | Self::AssembleSpec(_) => ErrorKind::Internal,
+            Self::NameInUse { .. } => ErrorKind::AlreadyExists,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Ambiguous { .. } | Self::InvalidTransition { .. } => ErrorKind::Conflict,
+            Self::InvalidContainerName { .. } | Self::InvalidContainerId { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            Self::Database { .. } | Self::SchemaTooNew { .. } | Self::Io { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }

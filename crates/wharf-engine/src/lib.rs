@@ -1,8 +1,11 @@
 //! Wharf's engine: the operations users ask for, on domain types, shared by
-//! the command line and (later) the API server. So far the image side:
-//! pulling and pushing through `wharf-registry` into and out of
-//! `wharf-image`'s store, login, listing, tagging, removal, pruning, disk
-//! usage, import, save and load.
+//! the command line and (later) the API server. The image side: pulling and
+//! pushing through `wharf-registry` into and out of `wharf-image`'s store,
+//! login, listing, tagging, removal, pruning, disk usage, import, save and
+//! load. For containers, so far: [`spec`] turns an image config and a
+//! `docker run`-style request into the OCI runtime spec with Docker's
+//! defaults, and [`state`] keeps container records and the event journal in
+//! `engine.db` with per-container locks.
 //!
 //! It must not know clap, HTTP servers or Docker's JSON shapes: requests come
 //! in as validated types ([`images::PullRequest`], …), results go out as
@@ -10,6 +13,8 @@
 
 mod error;
 pub mod images;
+pub mod spec;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,139 @@
+//! The engine's state database (`<root>/engine.db`): schema and numbered
+//! migrations. Only this module writes it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::EngineError;
+
+/// Migrations, applied in order; the database's `user_version` is the
+/// number applied. Never edit one that shipped: append.
+const MIGRATIONS: &[&str] = &[
+    // 1: container records and the event journal.
+    "CREATE TABLE containers (
+        id TEXT PRIMARY KEY,              -- 64 lowercase hex
+        name TEXT UNIQUE NOT NULL,        -- without the leading slash
+        image_id TEXT NOT NULL,
+        image_name TEXT NOT NULL,         -- as the user asked for it
+        created INTEGER NOT NULL,         -- unix nanoseconds
+        config TEXT NOT NULL,             -- JSON, opaque to the state module
+        state TEXT NOT NULL CHECK (state IN ('created', 'running', 'paused',
+            'restarting', 'exited', 'removing', 'dead')),
+        pid INTEGER,                      -- the container's init, while running
+        exit_code INTEGER,                -- NULL: not exited, or unknown
+        started_at INTEGER,               -- unix nanoseconds
+        finished_at INTEGER,              -- unix nanoseconds
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        monitor_pid INTEGER,
+        labels TEXT NOT NULL DEFAULT '{}' -- JSON object of strings
+    );
+    CREATE INDEX containers_created ON containers(created);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time INTEGER NOT NULL,            -- unix nanoseconds
+        container_id TEXT NOT NULL,
+        name TEXT NOT NULL,               -- the container's name at the time
+        action TEXT NOT NULL,             -- create, start, die, destroy, ...
+        attributes TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_time ON events(time);",
+];
+
+/// How long a connection waits for another process's write lock before it
+/// gives up: long, since every engine command is a separate process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn db(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> EngineError {
+    move |source| EngineError::Database { operation, source }
+}
+
+/// Opens (creating) the database and brings its schema up to date.
+pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
+    let mut conn = Connection::open(path).map_err(db("open the container database"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set the container database's busy timeout"))?;
+    // WAL with synchronous=FULL: readers never block the writer and a
+    // committed transaction is durable.
+    set_wal(&conn)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db("set the container database's synchronous mode"))?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Switches to WAL. Switching needs an exclusive lock and SQLite answers
+/// `SQLITE_BUSY` at once, without the busy handler, while another process
+/// opens or migrates a fresh database; so retry within the busy timeout.
+fn set_wal(conn: &Connection) -> Result<(), EngineError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result.map_err(db("set the container database's journal mode")),
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), EngineError> {
+    let known = MIGRATIONS.len() as i64;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db("begin the container database migration"))?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("read the container database's schema version"))?;
+    if version > known {
+        return Err(EngineError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(db("migrate the container database"))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db("write the container database's schema version"))?;
+        tracing::info!(version = i + 1, "container database migrated");
+    }
+    tx.commit()
+        .map_err(db("commit the container database migration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.db");
+        let conn = open(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        drop(open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert_eq!(
+            open(&path).unwrap_err().to_string(),
+            format!(
+                "container database {} has schema version 99, this Wharf knows up to 1",
+                path.display()
+            )
+        );
+    }
+}
