@@ -58,14 +58,32 @@ pub(crate) fn open(path: &Path) -> Result<Connection, ImageError> {
     conn.busy_timeout(Duration::from_secs(60))
         .map_err(ImageError::db("set busy timeout"))?;
     // WAL with synchronous=FULL: a committed transaction is durable.
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(ImageError::db("set journal mode"))?;
+    set_wal(&conn)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(ImageError::db("set synchronous"))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(ImageError::db("enable foreign keys"))?;
     migrate(&mut conn, path)?;
     Ok(conn)
+}
+
+/// Switches to WAL. The switch needs an exclusive lock, and SQLite answers
+/// `SQLITE_BUSY` at once, without the busy handler, while another process
+/// opens or migrates a fresh database (two first pulls at once); so retry
+/// within the busy timeout.
+fn set_wal(conn: &Connection) -> Result<(), ImageError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result.map(drop).map_err(ImageError::db("set journal mode")),
+        }
+    }
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ImageError> {
