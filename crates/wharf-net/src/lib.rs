@@ -1,0 +1,28 @@
+//! Wharf's networks, the host side of container networking: validated network
+//! names ([`NetworkName`]), IP address management that never hands out an
+//! address twice across processes and crashes ([`ipam`]), bridges, veth pairs,
+//! addresses and routes over rtnetlink ([`link`]), network namespaces held by
+//! fds and code run inside them ([`netns`]), and the sysctls routing needs
+//! ([`sysctl`]).
+//!
+//! This crate must not know containers: it works on names, subnets, opaque
+//! allocation owners and namespace file descriptors that the engine hands it.
+//! It depends on no Wharf crate but `wharf-sys`.
+//!
+//! The API is synchronous. Netlink goes through the async `rtnetlink` crate,
+//! driven by a current-thread tokio runtime inside [`Netlink`] (no threads,
+//! no runtime leaks into callers). Work inside another namespace runs on a
+//! helper thread that joins it (`setns` is per thread for network
+//! namespaces); the calling thread never changes namespace and nothing forks.
+
+mod error;
+pub mod ipam;
+pub mod link;
+mod name;
+pub mod netns;
+pub mod sysctl;
+
+pub use error::{ErrorKind, NetError};
+pub use ipam::{Allocation, Ipam, Subnet};
+pub use link::{attach_veth, Netlink, VethPlan};
+pub use name::NetworkName;
