@@ -180,7 +180,9 @@ fn pause_resume_update_events_and_cleanup() {
         "count",
         limited(
             serde_json::json!({"pids": {"limit": 100}}),
-            "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done",
+            // A long-lived child, so `ps` always lists at least two processes
+            // (the loop's own sleep comes and goes).
+            "sleep 100000 & i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done",
         ),
     );
     let count = bundle.rootfs.join("tmp/count");
