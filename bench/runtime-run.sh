@@ -259,7 +259,8 @@ on_exit() {
 }
 
 # resolve_runtime NAME: prints the binary of runtime NAME, as an absolute path
-# that keeps its last symlink (wharf-runc is a link: its name selects the CLI).
+# that keeps its last symlink (a `wharf` linked as wharf-runc selects its CLI
+# by that name; the installed wharf-runc is its own lean binary).
 resolve_runtime() {
     local name=$1
     case $name in

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Wharf in release mode and installs it:
 #   $PREFIX/bin/wharf        the binary
-#   $PREFIX/bin/wharf-runc   a link to it: the runc-compatible runtime
+#   $PREFIX/bin/wharf-runc   the runc-compatible runtime alone (the same code as
+#                            `wharf runtime`, built lean: it runs per container)
 # Usage: scripts/install.sh [PREFIX]   (default /usr/local)
 set -euo pipefail
 prefix=${1:-/usr/local}
@@ -15,9 +16,12 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 LIBSECCOMP_LINK_TYPE=static \
 LIBSECCOMP_LIB_PATH=$(pkg-config --variable=libdir libseccomp) \
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --locked --bin wharf --target "$host"
+    cargo build --release --locked --bin wharf --bin wharf-runc --target "$host"
 install -d "$prefix/bin"
-install -m 0755 "target/$host/release/wharf" "$prefix/bin/wharf.new"
-mv -f "$prefix/bin/wharf.new" "$prefix/bin/wharf"
-ln -sfn wharf "$prefix/bin/wharf-runc"
+for bin in wharf wharf-runc; do
+    # Beside the target, then renamed: replaces an older install (or the
+    # link earlier versions made) atomically.
+    install -m 0755 "target/$host/release/$bin" "$prefix/bin/$bin.new"
+    mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
+done
 echo "installed $prefix/bin/wharf and $prefix/bin/wharf-runc"
