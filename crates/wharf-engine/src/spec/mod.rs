@@ -19,8 +19,7 @@ use wharf_sys::root::lexically_clean;
 
 use crate::EngineError;
 use defaults::{
-    ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH_ENV, DEFAULT_SHM_SIZE, MASKED_PATHS,
-    READONLY_PATHS,
+    DEFAULT_CAPABILITIES, DEFAULT_PATH_ENV, DEFAULT_SHM_SIZE, MASKED_PATHS, READONLY_PATHS,
 };
 
 /// Where `--init`'s binary is bind-mounted in the container (read-only).
@@ -468,40 +467,37 @@ fn environment(
 /// Docker's `TweakCapabilities`: privileged → all; `--cap-add ALL` → all but
 /// the dropped; `--cap-drop ALL` → only the added; else defaults − drop + add.
 fn capabilities(request: &ContainerRequest) -> Result<Vec<String>, EngineError> {
+    // Every capability the `caps` crate knows, in kernel order (`--privileged`
+    // and `--cap-add ALL`); the runtime skips those the running kernel lacks,
+    // as Docker's `GetAllCapabilities`.
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    let all: Vec<String> = all.iter().map(ToString::to_string).collect();
     if request.privileged {
-        return Ok(ALL_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect());
+        return Ok(all);
     }
+    // `NET_ADMIN`, `cap_net_admin`, `CAP_NET_ADMIN` or `ALL`.
     let normalize = |names: &[String]| -> Result<Vec<String>, EngineError> {
         names
             .iter()
             .map(|n| {
-                let upper = n.to_ascii_uppercase();
-                if upper == "ALL" {
-                    return Ok(upper);
+                if n.eq_ignore_ascii_case("ALL") {
+                    return Ok("ALL".to_owned());
                 }
-                let full = if upper.starts_with("CAP_") {
-                    upper
-                } else {
-                    format!("CAP_{upper}")
-                };
-                if ALL_CAPABILITIES.contains(&full.as_str()) {
-                    Ok(full)
-                } else {
-                    Err(EngineError::UnknownCapability { name: n.clone() })
-                }
+                wharf_runtime::parse_capabilities(std::slice::from_ref(n))
+                    .ok()
+                    .and_then(|set| set.into_iter().next())
+                    .map(|c| c.to_string())
+                    .ok_or_else(|| EngineError::UnknownCapability { name: n.clone() })
             })
             .collect()
     };
     let add = normalize(&request.cap_add)?;
     let drop = normalize(&request.cap_drop)?;
-    let all = |v: &[String]| v.iter().any(|c| c == "ALL");
-    let mut caps: Vec<String> = if all(&add) {
-        ALL_CAPABILITIES
-            .iter()
-            .filter(|c| !drop.iter().any(|d| d == *c))
-            .map(|c| (*c).to_owned())
-            .collect()
-    } else if all(&drop) {
+    let has_all = |v: &[String]| v.iter().any(|c| c == "ALL");
+    let mut caps: Vec<String> = if has_all(&add) {
+        all.into_iter().filter(|c| !drop.contains(c)).collect()
+    } else if has_all(&drop) {
         add
     } else {
         let mut caps: Vec<String> = DEFAULT_CAPABILITIES
