@@ -135,7 +135,8 @@ mod tests {
         let store = ContainerStore::open(dir.path()).unwrap();
         for _ in 0..40 {
             let name = store
-                .create_with_random_name(&new_container("placeholder"))
+                // The name in the request is replaced by a generated one.
+                .create_with_random_name(&new_container("unused-name"))
                 .unwrap();
             assert!(name.as_str().contains('_'), "{name}");
         }

@@ -44,7 +44,8 @@ mod tests {
         h.set_gid(0);
         h.set_mtime(1);
         h.set_size(5);
-        h.set_path("placeholder").unwrap();
+        // The ustar name; the PAX `path` record above overrides it.
+        h.set_path("short-name").unwrap();
         h.set_cksum();
         b.append(&h, &b"long!"[..]).unwrap();
         // setuid binary owned by 1000:1000.
