@@ -149,6 +149,39 @@ pub enum EngineError {
         /// The newest this Wharf knows.
         known: i64,
     },
+    /// The journald log driver needs journald's native socket.
+    #[error("journald is not running on this host: {} not found", path.display())]
+    JournaldNotRunning {
+        /// The socket looked for.
+        path: std::path::PathBuf,
+    },
+    /// A log entry could not be sent to journald.
+    #[error("send a log entry to journald at {}", path.display())]
+    SendJournal {
+        /// journald's socket.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container's logging driver keeps nothing to read back (`none`).
+    #[error("configured logging driver does not support reading")]
+    LogsNotReadable {
+        /// The driver.
+        driver: crate::logs::LogDriver,
+    },
+    /// Wharf does not read journald's journal back (yet).
+    #[error("reading logs back from journald is not supported: use journalctl CONTAINER_ID_FULL=<container id>")]
+    JournaldNotReadable,
+    /// The consumer of a container's logs failed (its output was closed).
+    #[error("forward the logs read from {}", path.display())]
+    ForwardLogs {
+        /// The log file being read.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file or directory of the engine's state failed.
     #[error("{operation} {path}")]
     Io {
@@ -221,6 +254,9 @@ impl EngineError {
             Self::Database { .. } | Self::SchemaTooNew { .. } | Self::Io { .. } => {
                 ErrorKind::Internal
             }
+            Self::JournaldNotRunning { .. } | Self::SendJournal { .. } => ErrorKind::Unavailable,
+            Self::LogsNotReadable { .. } | Self::JournaldNotReadable => ErrorKind::InvalidArgument,
+            Self::ForwardLogs { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! load. For containers, so far: [`spec`] turns an image config and a
 //! `docker run`-style request into the OCI runtime spec with Docker's
 //! defaults, and [`state`] keeps container records and the event journal in
-//! `engine.db` with per-container locks.
+//! `engine.db` with per-container locks; [`logs`] writes container output
+//! to its logging driver and reads `json-file` logs back.
 //!
 //! It must not know clap, HTTP servers or Docker's JSON shapes: requests come
 //! in as validated types ([`images::PullRequest`], …), results go out as
@@ -13,6 +14,7 @@
 
 mod error;
 pub mod images;
+pub mod logs;
 pub mod spec;
 pub mod state;
 
