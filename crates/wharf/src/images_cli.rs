@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use wharf_engine::images::{ImageFilter, PullRequest, PushRequest, RegistryAccess};
 use wharf_engine::Engine;
 
+use crate::format::{render_rows, render_value, Format};
 use crate::output::{created_at, human_size, since, Table};
 use crate::progress::CliProgress;
 
@@ -133,7 +134,8 @@ pub struct ImagesArgs {
     /// `dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`.
     #[arg(short, long)]
     filter: Vec<String>,
-    /// `table` (default) or `json` (one object per line, as Docker).
+    /// `table` (default), `table TEMPLATE`, `json` (one object per line)
+    /// or a Go template (`{{.Repository}}:{{.Tag}}`), as Docker.
     #[arg(long)]
     format: Option<String>,
 }
@@ -144,6 +146,10 @@ pub struct InspectArgs {
     /// Images.
     #[arg(required = true)]
     images: Vec<String>,
+    /// A Go template rendered for each image (`{{.Id}}`,
+    /// `{{json .Config}}`) instead of the JSON array.
+    #[arg(short, long)]
+    format: Option<String>,
 }
 
 /// `rmi` / `image rm`.
@@ -392,6 +398,21 @@ fn repo_tag(familiar: &str) -> (String, String) {
     }
 }
 
+/// Column headers of `images` (Docker's).
+const IMAGE_HEADERS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "SIZE"),
+];
+
 /// Runs `images`.
 pub fn images(engine: &Engine, a: ImagesArgs) -> anyhow::Result<i32> {
     let _ = a.all;
@@ -426,48 +447,34 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    match a.format.as_deref() {
-        Some("json") => {
-            for (repository, tag, digest, image) in rows {
-                let line = wharf_api::images::ImageLine {
-                    containers: "N/A".into(),
-                    created_at: created_at(image.recorded),
-                    created_since: since(image.recorded),
-                    digest,
-                    id: short_id(&image.id, a.no_trunc),
-                    repository,
-                    shared_size: "N/A".into(),
-                    size: human_size(image.size),
-                    tag,
-                    unique_size: "N/A".into(),
-                    virtual_size: human_size(image.size),
-                };
-                println!("{}", serde_json::to_string(&line)?);
-            }
-        }
-        None | Some("table") => {
-            let mut header = vec!["REPOSITORY", "TAG"];
-            if a.digests {
-                header.push("DIGEST");
-            }
-            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-            let mut table = Table::new(&header);
-            for (repository, tag, digest, image) in rows {
-                let mut row = vec![repository, tag];
-                if a.digests {
-                    row.push(digest);
-                }
-                row.extend([
-                    short_id(&image.id, a.no_trunc),
-                    since(image.recorded),
-                    human_size(image.size),
-                ]);
-                table.row(row);
-            }
-            print!("{}", table.render());
-        }
-        Some(other) => bail!("unsupported --format {other:?}: use table or json"),
-    }
+    let rows = rows
+        .into_iter()
+        .map(|(repository, tag, digest, image)| {
+            serde_json::to_value(wharf_api::images::ImageLine {
+                containers: "N/A".into(),
+                created_at: created_at(image.recorded),
+                created_since: since(image.recorded),
+                digest,
+                id: short_id(&image.id, a.no_trunc),
+                repository,
+                shared_size: "N/A".into(),
+                size: human_size(image.size),
+                tag,
+                unique_size: "N/A".into(),
+                virtual_size: human_size(image.size),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_table = if a.digests {
+        "{{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    let format = Format::parse(a.format.as_deref().unwrap_or_default());
+    print!(
+        "{}",
+        render_rows(&format, default_table, IMAGE_HEADERS, &rows)?
+    );
     Ok(0)
 }
 
@@ -494,7 +501,14 @@ pub fn inspect(engine: &Engine, a: InspectArgs) -> anyhow::Result<i32> {
             Err(e) => failed = Some(e),
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match a.format.as_deref().filter(|f| !f.is_empty()) {
+        Some(template) => {
+            for value in &out {
+                println!("{}", render_value(template, value)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(0),

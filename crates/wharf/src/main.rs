@@ -10,6 +10,7 @@
     reason = "the binary owns stdout, stderr and the exit status"
 )]
 
+mod format;
 mod images_cli;
 mod init;
 mod log;

@@ -76,8 +76,8 @@ pub fn created_at(unix_seconds: i64) -> String {
     )
 }
 
-/// A table whose columns are padded to their widest cell plus three spaces,
-/// as Docker's tabwriter prints them.
+/// A table whose columns are padded to their widest cell plus three spaces
+/// (at least 10 wide), as Docker's tabwriter prints them.
 #[derive(Debug, Default)]
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -96,32 +96,15 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// The rendered table, one line per row.
+    /// The rendered table, one line per row, aligned as Docker's
+    /// formatter aligns (Go's tabwriter: min width 10, padding 3).
     pub fn render(&self) -> String {
-        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| {
-                self.rows
-                    .iter()
-                    .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
+        let mut text = String::new();
         for row in &self.rows {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                line.push_str(cell);
-                if c + 1 < row.len() {
-                    let pad = widths[c] - cell.chars().count() + 3;
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
+            text.push_str(&row.join("\t"));
+            text.push('\n');
         }
-        out
+        crate::format::tabwrite(&text)
     }
 }
 
