@@ -39,6 +39,22 @@ const MIGRATIONS: &[&str] = &[
         attributes TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_time ON events(time);",
+    // 2: named volumes and which containers use them (owned by `volumes`).
+    "CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,            -- [a-zA-Z0-9][a-zA-Z0-9_.-]+
+        driver TEXT NOT NULL,             -- 'local'
+        created INTEGER NOT NULL,         -- unix nanoseconds
+        labels TEXT NOT NULL DEFAULT '{}',  -- JSON object of strings
+        options TEXT NOT NULL DEFAULT '{}', -- JSON object: type, device, o
+        anonymous INTEGER NOT NULL DEFAULT 0 CHECK (anonymous IN (0, 1)),
+        copied_up INTEGER NOT NULL DEFAULT 0 CHECK (copied_up IN (0, 1))
+    );
+    CREATE TABLE volume_users (
+        volume TEXT NOT NULL,             -- volumes.name
+        container_id TEXT NOT NULL,       -- 64 lowercase hex
+        PRIMARY KEY (volume, container_id)
+    );
+    CREATE INDEX volume_users_container ON volume_users(container_id);",
 ];
 
 /// How long a connection waits for another process's write lock before it
@@ -131,8 +147,9 @@ mod tests {
         assert_eq!(
             open(&path).unwrap_err().to_string(),
             format!(
-                "container database {} has schema version 99, this Wharf knows up to 1",
-                path.display()
+                "container database {} has schema version 99, this Wharf knows up to {}",
+                path.display(),
+                MIGRATIONS.len()
             )
         );
     }
