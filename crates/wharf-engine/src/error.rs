@@ -193,6 +193,90 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A volume name breaks Docker's rule.
+    #[error("invalid volume name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, at least two characters (to mount a host directory, use an absolute path)")]
+    InvalidVolumeName {
+        /// The name given.
+        name: String,
+    },
+    /// A volume driver other than `local` was asked for.
+    #[error("volume driver {driver} is not supported: only local")]
+    UnsupportedVolumeDriver {
+        /// The driver given.
+        driver: String,
+    },
+    /// A `local` driver option is unknown or incomplete.
+    #[error("invalid volume option {option:?}: {reason}")]
+    InvalidVolumeOption {
+        /// The option's key.
+        option: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A volume filter is unknown or malformed.
+    #[error("invalid volume filter {filter:?}: {reason}")]
+    InvalidVolumeFilter {
+        /// The filter given.
+        filter: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A volume of this name exists with other driver options.
+    #[error("create volume {name}: it exists with different options")]
+    VolumeOptionsConflict {
+        /// The volume's name.
+        name: String,
+    },
+    /// No volume has this name.
+    #[error("no such volume: {name}")]
+    VolumeNotFound {
+        /// The name looked up.
+        name: String,
+    },
+    /// A volume that containers use cannot be removed.
+    #[error("volume {name} is in use by container(s) {}", containers.join(", "))]
+    VolumeInUse {
+        /// The volume's name.
+        name: String,
+        /// Short ids of the containers using it.
+        containers: Vec<String>,
+    },
+    /// A volume's filesystem could not be mounted on its data directory.
+    #[error("mount volume {name} ({fstype}) at {}", target.display())]
+    MountVolume {
+        /// The volume's name.
+        name: String,
+        /// The filesystem type (`tmpfs`, `none` for a bind mount).
+        fstype: String,
+        /// The data directory.
+        target: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A volume's filesystem could not be unmounted.
+    #[error("unmount volume {name} at {}", target.display())]
+    UnmountVolume {
+        /// The volume's name.
+        name: String,
+        /// The data directory.
+        target: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image's content at a mount destination could not be copied into
+    /// a volume.
+    #[error("copy {path} of the image into volume {name}")]
+    CopyUp {
+        /// The volume's name.
+        name: String,
+        /// The path inside the rootfs that failed.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<wharf_image::ImageError> for EngineError {
@@ -257,6 +341,15 @@ impl EngineError {
             Self::JournaldNotRunning { .. } | Self::SendJournal { .. } => ErrorKind::Unavailable,
             Self::LogsNotReadable { .. } | Self::JournaldNotReadable => ErrorKind::InvalidArgument,
             Self::ForwardLogs { .. } => ErrorKind::Internal,
+            Self::InvalidVolumeName { .. }
+            | Self::UnsupportedVolumeDriver { .. }
+            | Self::InvalidVolumeOption { .. }
+            | Self::InvalidVolumeFilter { .. } => ErrorKind::InvalidArgument,
+            Self::VolumeOptionsConflict { .. } | Self::VolumeInUse { .. } => ErrorKind::Conflict,
+            Self::VolumeNotFound { .. } => ErrorKind::NotFound,
+            Self::MountVolume { .. } | Self::UnmountVolume { .. } | Self::CopyUp { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 }

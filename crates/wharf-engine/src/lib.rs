@@ -6,7 +6,8 @@
 //! `docker run`-style request into the OCI runtime spec with Docker's
 //! defaults, and [`state`] keeps container records and the event journal in
 //! `engine.db` with per-container locks; [`logs`] writes container output
-//! to its logging driver and reads `json-file` logs back.
+//! to its logging driver and reads `json-file` logs back; [`volumes`] keeps named volumes:
+//! their records, data directories, mounts and users.
 //!
 //! It must not know clap, HTTP servers or Docker's JSON shapes: requests come
 //! in as validated types ([`images::PullRequest`], …), results go out as
@@ -17,6 +18,7 @@ pub mod images;
 pub mod logs;
 pub mod spec;
 pub mod state;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 

@@ -10,9 +10,9 @@
 //! serialise on [`ContainerStore::lock`]; lock order is the container lock
 //! first, then database transactions, never the reverse.
 
-mod db;
+pub(crate) mod db;
 mod lock;
-mod names;
+pub(crate) mod names;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -686,14 +686,14 @@ fn labels_json(labels: &BTreeMap<String, String>) -> String {
     serde_json::to_string(labels).expect("a map of strings always serializes")
 }
 
-fn nanos(t: SystemTime) -> i64 {
+pub(crate) fn nanos(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
     }
 }
 
-fn time(nanos: i64) -> SystemTime {
+pub(crate) fn time(nanos: i64) -> SystemTime {
     if nanos >= 0 {
         UNIX_EPOCH + Duration::from_nanos(nanos.unsigned_abs())
     } else {

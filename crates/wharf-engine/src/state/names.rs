@@ -112,7 +112,7 @@ impl fmt::Display for ContainerName {
     }
 }
 
-fn is_lower_hex(s: &str) -> bool {
+pub(crate) fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -150,7 +150,7 @@ fn generated_name(r: [u8; 3], retry: u32) -> String {
 }
 
 /// Reads `N` bytes from the kernel's random source.
-fn random_bytes<const N: usize>() -> Result<[u8; N], EngineError> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], EngineError> {
     const PATH: &str = "/dev/urandom";
     let mut buf = [0u8; N];
     fs_err::File::open(PATH)
