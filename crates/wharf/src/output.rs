@@ -137,6 +137,9 @@ mod tests {
         let mut t = Table::new(&["REPOSITORY", "TAG"]);
         t.row(vec!["busybox".into(), "latest".into()]);
         assert_eq!(t.render(), "REPOSITORY   TAG\nbusybox      latest\n");
+        let mut t = Table::new(&["DRIVER", "VOLUME NAME"]);
+        t.row(vec!["local".into(), "data".into()]);
+        assert_eq!(t.render(), "DRIVER    VOLUME NAME\nlocal     data\n");
     }
 
     #[test]
