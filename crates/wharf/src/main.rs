@@ -17,6 +17,7 @@ mod log;
 mod output;
 mod progress;
 mod runtime_cli;
+mod volumes_cli;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -74,6 +75,9 @@ enum Command {
     /// Disk usage and store checks.
     #[command(subcommand)]
     System(images_cli::SystemCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(volumes_cli::VolumeCommand),
 }
 
 /// The error chain joined by ": ", each cause once (STYLE.md §3).
@@ -126,6 +130,7 @@ fn engine_main(cli: Cli) -> i32 {
                 Command::Save(a) => i::save(&engine, a),
                 Command::Load(a) => i::load(&engine, a),
                 Command::System(c) => i::system(&engine, c),
+                Command::Volume(c) => volumes_cli::run(&engine, c),
             }
         });
     match result {

@@ -12,6 +12,7 @@ mod init;
 mod runtime_cli;
 mod runtime_security;
 mod seccomp;
+mod volume;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
