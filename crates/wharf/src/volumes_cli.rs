@@ -144,7 +144,7 @@ fn render_list(volumes: &[Volume], format: Option<&str>) -> anyhow::Result<Strin
     let mut out = String::new();
     match format {
         None | Some("table") => {
-            let mut table = Table::new(&["DRIVER", "VOLUME NAME"]).with_min_width(10);
+            let mut table = Table::new(&["DRIVER", "VOLUME NAME"]);
             for v in volumes {
                 table.row(vec![v.driver.clone(), v.name.to_string()]);
             }
