@@ -63,3 +63,22 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Takes ownership of descriptor number `n` if it is open, marking it
+/// close-on-exec: for a process spawned with descriptors placed at fixed
+/// numbers for it alone (the engine's monitor). Call once per number, before
+/// anything else could open it.
+pub fn take_inherited(n: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: F_GETFD on a descriptor number only reads its flags; an
+    // unused number fails with EBADF.
+    let rc = unsafe { libc::fcntl(n, libc::F_GETFD) };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: the number is open (above) and, by this function's contract,
+    // owned by nothing else in the process.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(n) };
+    let _ = rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC);
+    Some(fd)
+}

@@ -17,6 +17,7 @@ pub mod exe;
 pub mod fd;
 pub mod inode;
 pub mod mount;
+pub mod plock;
 pub mod process;
 pub mod procfs;
 pub mod root;

@@ -330,6 +330,64 @@ pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, signal: i32) -> io:
     Ok(())
 }
 
+/// Starts `program` with `args` as the leader of a new session, with an
+/// environment of exactly `env`, stdin and stdout on /dev/null, stderr on
+/// `stderr`, and each `(fd, number)` of `fds` as that descriptor number
+/// (3, 4, …; without close-on-exec). Everything else stays close-on-exec.
+/// Safe to call from a multi-threaded process: the child only runs
+/// async-signal-safe calls before exec. Returns the child's pid; the caller
+/// need not wait for it (it is reaped by whoever inherits it if the caller
+/// exits first).
+pub fn spawn_session(
+    program: &std::path::Path,
+    args: &[std::ffi::OsString],
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    stderr: std::os::fd::BorrowedFd<'_>,
+    fds: &[(std::os::fd::BorrowedFd<'_>, i32)],
+) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(stderr.try_clone_to_owned()?));
+    let pairs: Vec<(i32, i32)> = fds.iter().map(|(fd, n)| (fd.as_raw_fd(), *n)).collect();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setsid, fcntl and dup2, which are async-signal-safe; it
+    // allocates nothing (the pairs were collected before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // First move every source above the targets, so that a source
+            // numbered like an earlier target is not overwritten.
+            let mut moved = [0i32; 8];
+            if pairs.len() > moved.len() {
+                return Err(io::Error::from_raw_os_error(libc::E2BIG));
+            }
+            for (i, (src, _)) in pairs.iter().enumerate() {
+                let high = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 64);
+                if high < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                moved[i] = high;
+            }
+            for (i, (_, target)) in pairs.iter().enumerate() {
+                if libc::dup2(moved[i], *target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(child.id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
