@@ -342,6 +342,20 @@ impl Snapshots {
         }
         fs_err::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| ImageError::io("chmod", &upper, e))?;
+        self.attach_overlay(key, dir, layers)
+    }
+
+    /// Mounts the overlay of `layers` with the existing `upper/` and `work/`
+    /// of `dir` on its `merged/`.
+    fn attach_overlay(
+        &self,
+        key: &str,
+        dir: &Path,
+        layers: &[Digest],
+    ) -> Result<Rootfs, ImageError> {
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        let merged = dir.join("merged");
         let mut lowers: Vec<PathBuf> = layers.iter().rev().map(|c| self.diff_dir(c)).collect();
         if lowers.is_empty() {
             let empty = dir.join("empty");
@@ -464,6 +478,62 @@ impl Snapshots {
                 key: key.to_string(),
             })
         }
+    }
+
+    /// Mounts the overlay root filesystem `key` again after
+    /// [`Snapshots::unmount_rootfs`], keeping its writable layer; a no-op
+    /// when it is mounted or uses the vfs driver.
+    pub(crate) fn remount_rootfs(
+        &self,
+        key: &str,
+        layers: &[Digest],
+    ) -> Result<Rootfs, ImageError> {
+        let rootfs = self.rootfs(key)?;
+        if rootfs.driver == Driver::Vfs || self.is_mounted(key)? {
+            return Ok(rootfs);
+        }
+        for chain in layers {
+            if !self.has(chain) {
+                return Err(ImageError::LayerNotFound {
+                    chain_id: chain.clone(),
+                });
+            }
+        }
+        self.attach_overlay(key, &self.rootfs_dir(key), layers)
+    }
+
+    /// Whether the overlay of `key` is mounted on its `merged/`.
+    pub(crate) fn is_mounted(&self, key: &str) -> Result<bool, ImageError> {
+        validate_key(key)?;
+        let dir = self.rootfs_dir(key);
+        let merged = dir.join("merged");
+        let inner = match fs_err::metadata(&merged) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(ImageError::io("stat", &merged, e)),
+        };
+        let outer = fs_err::metadata(&dir).map_err(|e| ImageError::io("stat", &dir, e))?;
+        Ok(inner.dev() != outer.dev())
+    }
+
+    /// Unmounts the overlay root filesystem `key`, keeping its directories
+    /// and writable layer; a no-op when it is not mounted.
+    pub(crate) fn unmount_rootfs(&self, key: &str) -> Result<(), ImageError> {
+        while self.is_mounted(key)? {
+            let merged = self.rootfs_dir(key).join("merged");
+            match wharf_sys::mount::detach(&merged) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
+                Err(e) => {
+                    return Err(ImageError::Mount {
+                        what: "unmount overlay",
+                        target: merged,
+                        source: e,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Unmounts (overlay) and removes the root filesystem `key`.

@@ -1201,6 +1201,33 @@ impl Store {
         self.inner.snapshots.rootfs(key)
     }
 
+    /// Mounts the root filesystem `key` again (after
+    /// [`Store::unmount_rootfs`]) with its writable layer as it was.
+    pub fn remount_rootfs(&self, key: &str) -> Result<Rootfs, ImageError> {
+        let image_id: Option<String> = self
+            .db()
+            .query_row("SELECT image_id FROM rootfs WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(ImageError::db("read rootfs record"))?;
+        let image_id = image_id.ok_or_else(|| ImageError::RootfsNotFound {
+            key: key.to_string(),
+        })?;
+        let img = self.resolve(&image_id)?;
+        self.inner.snapshots.remount_rootfs(key, &img.chain_ids)
+    }
+
+    /// Unmounts the root filesystem `key`, keeping its writable layer.
+    pub fn unmount_rootfs(&self, key: &str) -> Result<(), ImageError> {
+        self.inner.snapshots.unmount_rootfs(key)
+    }
+
+    /// Whether the root filesystem `key` is mounted.
+    pub fn rootfs_mounted(&self, key: &str) -> Result<bool, ImageError> {
+        self.inner.snapshots.is_mounted(key)
+    }
+
     /// Unmounts and removes the root filesystem `key` and its record.
     pub fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
         self.inner.snapshots.remove_rootfs(key)?;

@@ -84,6 +84,28 @@ impl Runtime {
         Ok(created.record.to_state(&self.root))
     }
 
+    /// Creates a container for a caller that relays the container's
+    /// terminal itself (the engine's monitor): with `process.terminal` and no
+    /// `console_socket`, returns the terminal's master; otherwise as
+    /// [`Runtime::create`]. The init inherits the caller's stdio otherwise.
+    pub fn create_with_terminal(
+        &self,
+        req: &CreateRequest,
+    ) -> Result<(ContainerState, Option<OwnedFd>)> {
+        let created = container::create(&self.root, req, true)?;
+        let master = match &created.console {
+            Some(sock) => match receive_master(sock) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = container::delete(&self.root, &req.id, true);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        Ok((created.record.to_state(&self.root), master))
+    }
+
     /// Starts a created container's user process.
     pub fn start(&self, id: &ContainerId) -> Result<()> {
         container::start(&self.root, id).map(|_| ())
