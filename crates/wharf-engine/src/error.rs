@@ -149,6 +149,57 @@ pub enum EngineError {
         /// The newest this Wharf knows.
         known: i64,
     },
+    /// The container runtime failed.
+    #[error("{operation} container {id}")]
+    ContainerRuntime {
+        /// The operation (`create`, `start`, `kill`).
+        operation: &'static str,
+        /// The short id.
+        id: String,
+        /// Why.
+        #[source]
+        source: Box<wharf_runtime::RuntimeError>,
+    },
+    /// The container's command does not exist in the image.
+    #[error("{chain}")]
+    CommandNotFound {
+        /// The runtime's rendered error chain.
+        chain: String,
+    },
+    /// The container's command cannot be executed (permission denied).
+    #[error("{chain}")]
+    CommandNotExecutable {
+        /// The runtime's rendered error chain.
+        chain: String,
+    },
+    /// A record's `config` is not a container config.
+    #[error("read the container's configuration")]
+    ReadConfig(#[source] serde_json::Error),
+    /// The container is not running (or paused) for an operation that
+    /// needs it to be.
+    #[error("container {id}: {reason}")]
+    NotRunning {
+        /// The short id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The container runs and the operation needs it stopped.
+    #[error("cannot remove container {id}: container is {state}: stop the container before removing or force remove")]
+    ContainerRunning {
+        /// The short id.
+        id: String,
+        /// Its state.
+        state: crate::state::ContainerState,
+    },
+    /// The container's monitor reported a failure to start it.
+    #[error("start container {id}: {reason}")]
+    StartFailed {
+        /// The short id.
+        id: String,
+        /// The monitor's rendered error chain.
+        reason: String,
+    },
     /// The journald log driver needs journald's native socket.
     #[error("journald is not running on this host: {} not found", path.display())]
     JournaldNotRunning {
@@ -350,6 +401,16 @@ impl EngineError {
             Self::MountVolume { .. } | Self::UnmountVolume { .. } | Self::CopyUp { .. } => {
                 ErrorKind::Internal
             }
+            Self::ContainerRuntime { source, .. } => match source.kind() {
+                wharf_runtime::ErrorKind::NotFound => ErrorKind::NotFound,
+                wharf_runtime::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
+                _ => ErrorKind::Internal,
+            },
+            Self::CommandNotFound { .. } | Self::CommandNotExecutable { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            Self::StartFailed { .. } | Self::ReadConfig(_) => ErrorKind::Internal,
+            Self::NotRunning { .. } | Self::ContainerRunning { .. } => ErrorKind::Conflict,
         }
     }
 }

@@ -2,20 +2,23 @@
 //! the command line and (later) the API server. The image side: pulling and
 //! pushing through `wharf-registry` into and out of `wharf-image`'s store,
 //! login, listing, tagging, removal, pruning, disk usage, import, save and
-//! load. For containers, so far: [`spec`] turns an image config and a
-//! `docker run`-style request into the OCI runtime spec with Docker's
-//! defaults, and [`state`] keeps container records and the event journal in
-//! `engine.db` with per-container locks; [`logs`] writes container output
-//! to its logging driver and reads `json-file` logs back; [`volumes`] keeps named volumes:
-//! their records, data directories, mounts and users.
+//! load. Containers ([`containers`]): create, start through the
+//! per-container [`monitor`], stop, kill, remove, exec, attach, logs
+//! ([`logs`]), named volumes ([`volumes`]: records, data directories, mounts
+//! and users); [`spec`] turns an image config and a `docker run`-style
+//! request into the OCI runtime spec with Docker's defaults, and [`state`]
+//! keeps container records and the event journal in `engine.db` with
+//! per-container locks.
 //!
 //! It must not know clap, HTTP servers or Docker's JSON shapes: requests come
 //! in as validated types ([`images::PullRequest`], …), results go out as
 //! domain types the callers render.
 
+pub mod containers;
 mod error;
 pub mod images;
 pub mod logs;
+pub mod monitor;
 pub mod spec;
 pub mod state;
 pub mod volumes;
@@ -51,6 +54,7 @@ pub struct Engine {
     root: PathBuf,
     images: wharf_image::Store,
     driver: wharf_image::Driver,
+    containers: std::sync::OnceLock<state::ContainerStore>,
 }
 
 impl Engine {
@@ -71,6 +75,7 @@ impl Engine {
             root: options.root.clone(),
             images,
             driver,
+            containers: std::sync::OnceLock::new(),
         })
     }
 

@@ -8,7 +8,7 @@
 
 mod defaults;
 mod resources;
-mod user;
+pub(crate) mod user;
 
 use std::path::{Path, PathBuf};
 
@@ -466,13 +466,17 @@ fn environment(
 
 /// Docker's `TweakCapabilities`: privileged → all; `--cap-add ALL` → all but
 /// the dropped; `--cap-drop ALL` → only the added; else defaults − drop + add.
-fn capabilities(request: &ContainerRequest) -> Result<Vec<String>, EngineError> {
-    // Every capability the `caps` crate knows, in kernel order (`--privileged`
-    // and `--cap-add ALL`); the runtime skips those the running kernel lacks,
-    // as Docker's `GetAllCapabilities`.
+/// Every capability the `caps` crate knows, in kernel order (`--privileged`
+/// and `--cap-add ALL`); the runtime skips those the running kernel lacks,
+/// as Docker's `GetAllCapabilities`.
+pub(crate) fn all_capabilities() -> Vec<String> {
     let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
     all.sort_by_key(|c| c.index());
-    let all: Vec<String> = all.iter().map(ToString::to_string).collect();
+    all.iter().map(ToString::to_string).collect()
+}
+
+fn capabilities(request: &ContainerRequest) -> Result<Vec<String>, EngineError> {
+    let all = all_capabilities();
     if request.privileged {
         return Ok(all);
     }

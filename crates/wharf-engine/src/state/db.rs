@@ -55,6 +55,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (volume, container_id)
     );
     CREATE INDEX volume_users_container ON volume_users(container_id);",
+    // 3: `stop`/`kill`/`rm -f` ask the monitor not to apply the restart
+    // policy to the exit they cause (Docker's HasBeenManuallyStopped).
+    "ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// How long a connection waits for another process's write lock before it

@@ -134,6 +134,9 @@ pub struct ContainerRecord {
     pub restart_count: u32,
     /// Its monitor's pid while one runs.
     pub monitor_pid: Option<i32>,
+    /// `stop`, `kill` or `rm -f` asked for the current exit: the restart
+    /// policy does not apply to it (cleared by `start`).
+    pub stop_requested: bool,
 }
 
 /// A state change, applied by [`ContainerStore::transition`].
@@ -227,7 +230,7 @@ pub struct ContainerStore {
 }
 
 const COLUMNS: &str = "id, name, image_id, image_name, created, config, labels, state, pid, \
-     exit_code, started_at, finished_at, restart_count, monitor_pid";
+     exit_code, started_at, finished_at, restart_count, monitor_pid, stop_requested";
 
 /// How many names [`ContainerStore::create_with_random_name`] tries.
 const NAME_ATTEMPTS: u32 = 16;
@@ -514,6 +517,28 @@ impl ContainerStore {
     ///
     /// [`EngineError::NotFound`]; [`EngineError::NameInUse`] when another
     /// container has the name; [`EngineError::Database`].
+    /// Records whether the container's next exit was asked for (`stop`,
+    /// `kill`, `rm -f`), so that its monitor does not restart it.
+    ///
+    /// # Errors
+    ///
+    /// No such container, or the database failed.
+    pub fn set_stop_requested(&self, id: &ContainerId, requested: bool) -> Result<(), EngineError> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "UPDATE containers SET stop_requested = ?2 WHERE id = ?1",
+                params![id.as_str(), requested],
+            )
+            .map_err(db("record a stop request"))?;
+        if n == 0 {
+            return Err(EngineError::NotFound {
+                reference: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn rename(&self, id: &ContainerId, name: &ContainerName) -> Result<(), EngineError> {
         let mut conn = self.conn();
         let tx = conn
@@ -735,6 +760,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRecord> {
         finished_at: r.get::<_, Option<i64>>(11)?.map(time),
         restart_count: r.get(12)?,
         monitor_pid: r.get(13)?,
+        stop_requested: r.get(14)?,
     })
 }
 

@@ -1,0 +1,743 @@
+//! Containers on images: create, start (through the per-container
+//! monitor), stop, kill, remove, list, inspect, wait, exec, attach.
+//!
+//! Every command is its own short-lived process. What must outlive a
+//! command runs in the container's monitor ([`crate::monitor`]), a re-exec
+//! of the Wharf binary that is the container's parent. Commands on one
+//! container serialise on its lock (`state::ContainerStore::lock`); the
+//! monitor never takes it, so a command may wait for the monitor while
+//! holding it.
+//!
+//! A container's directory `<root>/containers/<id>/` holds `config.json`
+//! (the runtime spec; its bundle), `hosts`, `hostname`, `resolv.conf`,
+//! `container.log` (json-file logs), `monitor.lock` (a POSIX lock the
+//! monitor holds while it lives), `monitor.log` (its own errors) and
+//! `attach.sock`. Its rootfs is the image store's rootfs keyed by the id,
+//! mounted only while the container runs.
+
+pub mod attach;
+mod config;
+mod exec;
+mod files;
+mod lifecycle;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use config::{ContainerConfig, HealthConfig, MountPoint, PullPolicy, RestartPolicy};
+pub use exec::ExecOptions;
+pub(crate) use lifecycle::{attach_socket_path, READY_OK};
+pub use lifecycle::{AttachStream, StartOptions};
+
+use crate::logs::LogConfig;
+use crate::spec::{self, ContainerRequest, HostFacts, NetworkMode};
+use crate::state::{
+    ContainerId, ContainerName, ContainerRecord, ContainerStore, ListFilter, NewContainer,
+    Transition,
+};
+use crate::{Engine, EngineError};
+
+/// A `create`/`run` request, validated by the caller's parser.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// The image as the user named it (it must be in the store: pulling is
+    /// the caller's step, per `--pull`).
+    pub image: String,
+    /// `--name`; a random Docker-style name otherwise.
+    pub name: Option<ContainerName>,
+    /// What shapes the runtime spec.
+    pub spec: ContainerRequest,
+    /// `--restart`.
+    pub restart: RestartPolicy,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// `--stop-signal`.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u32>,
+    /// `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotation`.
+    pub annotations: BTreeMap<String, String>,
+    /// `--add-host name:ip`.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--log-driver`, `--log-opt`.
+    pub log: LogConfig,
+    /// `--init`.
+    pub init: bool,
+}
+
+/// A container as `inspect` and `ps` see it.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Its record (state, pids, times).
+    pub record: ContainerRecord,
+    /// Its settings.
+    pub config: ContainerConfig,
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+/// How long `stop` waits by default before SIGKILL (Docker's 10 s).
+pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
+
+/// The cgroup every container's cgroup is made under.
+const CGROUP_PARENT: &str = "/wharf";
+
+/// Removes what a failed create made, in reverse, unless committed.
+struct CreateGuard<'a> {
+    engine: &'a Engine,
+    id: &'a ContainerId,
+    dir: PathBuf,
+    rootfs: bool,
+    armed: bool,
+}
+
+impl Drop for CreateGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.rootfs {
+            if let Err(e) = self.engine.images.remove_rootfs(self.id.as_str()) {
+                tracing::warn!(container = %self.id, error = %e, "roll back the rootfs of a failed create");
+            }
+        }
+        if let Err(e) = fs_err::remove_dir_all(&self.dir) {
+            tracing::warn!(container = %self.id, error = %e, "roll back the directory of a failed create");
+        }
+    }
+}
+
+fn io_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.to_path_buf();
+    move |source| EngineError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+/// The host facts the spec needs, read from this process.
+fn host_facts() -> HostFacts {
+    let hard = |r| rustix::process::getrlimit(r).maximum.unwrap_or(u64::MAX);
+    HostFacts {
+        rlimit_nofile_hard: hard(rustix::process::Resource::Nofile),
+        rlimit_nproc_hard: hard(rustix::process::Resource::Nproc),
+        cgroup_v2: rustix::fs::statfs("/sys/fs/cgroup")
+            .map(|s| s.f_type == libc::CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false),
+    }
+}
+
+fn read_host_file(path: &str) -> String {
+    fs_err::read_to_string(path).unwrap_or_default()
+}
+
+impl Engine {
+    pub(crate) fn containers(&self) -> Result<&ContainerStore, EngineError> {
+        if let Some(store) = self.containers.get() {
+            return Ok(store);
+        }
+        let store = ContainerStore::open(&self.root)?;
+        Ok(self.containers.get_or_init(|| store))
+    }
+
+    pub(crate) fn runtime(&self) -> wharf_runtime::Runtime {
+        wharf_runtime::Runtime::new(self.root.join("runtime"))
+    }
+
+    /// The runtime's id of a container (the same hex).
+    pub(crate) fn runtime_id(id: &ContainerId) -> wharf_runtime::ContainerId {
+        wharf_runtime::ContainerId::parse(id.as_str())
+            .expect("64 hex digits are a valid runtime id")
+    }
+
+    /// `create`: makes the container's rootfs, runtime spec and files, then
+    /// records it (last: a crash or failure before leaves no record, and
+    /// the rollback removes the rest).
+    ///
+    /// # Errors
+    ///
+    /// The image is not in the store; the request does not fit the image
+    /// (no command, unknown user); the name is taken (the record's UNIQUE
+    /// constraint decides a race); a host operation failed.
+    pub fn create_container(&self, request: &CreateRequest) -> Result<Container, EngineError> {
+        let store = self.containers()?;
+        if let Some(name) = &request.name {
+            // A friendly early answer; the insert below decides races.
+            if let Ok(holder) = store.get_by_name(name) {
+                return Err(EngineError::NameInUse {
+                    name: name.to_string(),
+                    holder: holder.id.short().to_owned(),
+                });
+            }
+        }
+        let image = self.images.resolve(&request.image)?;
+        let image_config = image.configuration()?;
+        let id = ContainerId::random()?;
+        let dir = store.container_dir(&id);
+        fs_err::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        let mut guard = CreateGuard {
+            engine: self,
+            id: &id,
+            dir: dir.clone(),
+            rootfs: false,
+            armed: true,
+        };
+        let rootfs = self.images.mount_rootfs(image.id.as_str(), id.as_str())?;
+        guard.rootfs = true;
+
+        let mut spec_request = request.spec.clone();
+        if spec_request.hostname.is_empty() {
+            spec_request.hostname = id.short().to_owned();
+        }
+        if request.init {
+            spec_request.init = Some(init_binary(&self.root)?);
+        }
+        let plan = spec::build_spec(
+            &image_config,
+            &spec_request,
+            &rootfs.path,
+            &dir,
+            &host_facts(),
+        )?;
+        let mut spec = plan.spec;
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_cgroups_path(Some(PathBuf::from(format!("{CGROUP_PARENT}/{id}"))));
+        }
+        if !request.annotations.is_empty() {
+            spec.set_annotations(Some(request.annotations.clone().into_iter().collect()));
+        }
+        let process = spec
+            .process()
+            .clone()
+            .expect("build_spec always sets process");
+        ensure_working_dir(&rootfs.path, &process.cwd().display().to_string())?;
+
+        let files = files::EtcFiles {
+            hostname: &spec_request.hostname,
+            network: spec_request.network,
+            extra_hosts: &request.extra_hosts,
+            host_hosts: &read_host_file("/etc/hosts"),
+            host_resolv: &read_host_file("/etc/resolv.conf"),
+        };
+        files.write(&dir)?;
+        let spec_json = serde_json::to_vec_pretty(&spec).map_err(EngineError::AssembleSpec)?;
+        files::write_file(&dir.join("config.json"), &spec_json)?;
+        // Mounted again by the monitor at each start.
+        self.images.unmount_rootfs(id.as_str())?;
+
+        let config_section = image_config.config().clone().unwrap_or_default();
+        let (entrypoint, cmd) = split_command(
+            config_section.entrypoint().as_deref(),
+            config_section.cmd().as_deref(),
+            &request.spec,
+        );
+        let mut labels: BTreeMap<String, String> = config_section
+            .labels()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        labels.extend(request.labels.clone());
+        let config = ContainerConfig {
+            image: request.image.clone(),
+            args: process.args().clone().unwrap_or_default(),
+            entrypoint,
+            cmd,
+            env: process.env().clone().unwrap_or_default(),
+            working_dir: process.cwd().display().to_string(),
+            user: request
+                .spec
+                .user
+                .clone()
+                .or_else(|| config_section.user().clone())
+                .unwrap_or_default(),
+            hostname: spec_request.hostname.clone(),
+            tty: request.spec.tty,
+            open_stdin: request.spec.stdin_open,
+            stop_signal: request.stop_signal.clone().unwrap_or(plan.stop_signal),
+            stop_timeout: request.stop_timeout,
+            restart: request.restart,
+            auto_remove: request.auto_remove,
+            log: request.log.clone(),
+            network: match request.spec.network {
+                NetworkMode::None => "none".into(),
+                NetworkMode::Host => "host".into(),
+            },
+            init: request.init,
+            privileged: request.spec.privileged,
+            read_only: request.spec.read_only,
+            mounts: mount_points(&request.spec),
+            anonymous_volumes: Vec::new(),
+            annotations: request.annotations.clone(),
+            health: None,
+            platform: format!("{}/{}", image_config.os(), image_config.architecture()),
+        };
+        let new = NewContainer {
+            id: id.clone(),
+            name: request
+                .name
+                .clone()
+                .unwrap_or_else(|| ContainerName::parse("placeholder").expect("a valid name")),
+            image_id: image.id.to_string(),
+            image_name: request.image.clone(),
+            config: config.to_value(),
+            labels,
+        };
+        let name = match &request.name {
+            Some(name) => {
+                store.create(&new)?;
+                name.clone()
+            }
+            None => store.create_with_random_name(&new)?,
+        };
+        guard.armed = false;
+        let mut attributes = BTreeMap::new();
+        attributes.insert("image".to_owned(), request.image.clone());
+        if let Err(e) = store.append_event(&id, &name, "create", &attributes) {
+            tracing::warn!(container = %id, error = %e, "record the create event");
+        }
+        let record = store.get_by_id(&id)?;
+        Ok(Container {
+            record,
+            config,
+            dir,
+        })
+    }
+
+    /// A container by id, name or unique id prefix, its state brought up
+    /// to date (a running container whose monitor died is recorded as
+    /// exited with an unknown code, and its leftovers removed).
+    ///
+    /// # Errors
+    ///
+    /// No such container; an ambiguous prefix; the database failed.
+    pub fn container(&self, reference: &str) -> Result<Container, EngineError> {
+        let record = self.containers()?.get(reference)?;
+        let record = self.reconcile(record, false)?;
+        self.container_from(record)
+    }
+
+    pub(crate) fn container_from(&self, record: ContainerRecord) -> Result<Container, EngineError> {
+        let config = ContainerConfig::from_value(&record.config)?;
+        let dir = self.containers()?.container_dir(&record.id);
+        Ok(Container {
+            record,
+            config,
+            dir,
+        })
+    }
+
+    /// `ps`: all containers (`all`) or those up, newest first, states
+    /// brought up to date.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub fn list_containers(&self, all: bool) -> Result<Vec<Container>, EngineError> {
+        let filter = if all { ListFilter::All } else { ListFilter::Up };
+        let mut out = Vec::new();
+        for record in self.containers()?.list(filter)? {
+            let record = self.reconcile(record, false)?;
+            if !all && !record.state.is_up() {
+                continue;
+            }
+            out.push(self.container_from(record)?);
+        }
+        Ok(out)
+    }
+
+    /// Brings a record whose monitor died up to date: kills what is left of
+    /// the container, removes its runtime state and unmounts its rootfs,
+    /// and records it exited with an unknown code. `locked`: the caller
+    /// holds the container's lock; otherwise it is taken if free (if busy,
+    /// another command is acting on the container and the record is
+    /// returned as is).
+    pub(crate) fn reconcile(
+        &self,
+        record: ContainerRecord,
+        locked: bool,
+    ) -> Result<ContainerRecord, EngineError> {
+        if !record.state.is_up() {
+            return Ok(record);
+        }
+        let store = self.containers()?;
+        let dir = store.container_dir(&record.id);
+        if monitor_alive(&dir)? {
+            return Ok(record);
+        }
+        let _lock = if locked {
+            None
+        } else {
+            match store.try_lock(&record.id)? {
+                Some(l) => Some(l),
+                None => return Ok(record),
+            }
+        };
+        // Re-read under the lock: the monitor may just have recorded the exit.
+        let record = store.get_by_id(&record.id)?;
+        if !record.state.is_up() || monitor_alive(&dir)? {
+            return Ok(record);
+        }
+        tracing::warn!(container = %record.id, "the container's monitor is gone: recording an unknown exit");
+        self.release_runtime(&record.id);
+        let record = store.transition(&record.id, Transition::Exit { exit_code: None })?;
+        let mut attributes = BTreeMap::new();
+        attributes.insert("exitCode".to_owned(), "-1".to_owned());
+        if let Err(e) = store.append_event(&record.id, &record.name, "die", &attributes) {
+            tracing::warn!(container = %record.id, error = %e, "record the die event");
+        }
+        Ok(record)
+    }
+
+    /// Kills and deletes the container's runtime instance (if any) and
+    /// unmounts its rootfs. Best effort: failures are logged.
+    pub(crate) fn release_runtime(&self, id: &ContainerId) {
+        let runtime = self.runtime();
+        let rid = Self::runtime_id(id);
+        if runtime.state(&rid).is_ok() {
+            let _ = runtime.kill(&rid, libc::SIGKILL, true);
+            if let Err(e) = runtime.delete(&rid, true) {
+                tracing::warn!(container = %id, error = %e, "delete the runtime container");
+            }
+        }
+        if let Err(e) = self.images.unmount_rootfs(id.as_str()) {
+            tracing::warn!(container = %id, error = %e, "unmount the rootfs");
+        }
+    }
+
+    /// `rm`: removes a container that is not running (with `force`, kills
+    /// it first), its rootfs, directory and record.
+    ///
+    /// # Errors
+    ///
+    /// No such container; it is running or paused without `force`
+    /// ([`EngineError::ContainerRunning`]); a host operation failed (the
+    /// record is then left `dead`, for another `rm`).
+    pub fn remove_container(
+        &self,
+        reference: &str,
+        force: bool,
+    ) -> Result<ContainerRecord, EngineError> {
+        let store = self.containers()?;
+        let record = store.get(reference)?;
+        let _lock = store.lock(&record.id)?;
+        let record = self.reconcile(store.get_by_id(&record.id)?, true)?;
+        if record.state.is_up() {
+            if !force {
+                return Err(EngineError::ContainerRunning {
+                    id: record.id.short().to_owned(),
+                    state: record.state,
+                });
+            }
+            self.kill_and_wait(&record)?;
+        }
+        let record = store.get_by_id(&record.id)?;
+        self.destroy(&record)?;
+        Ok(record)
+    }
+
+    /// Removes a stopped container's leftovers and record (the caller holds
+    /// its lock).
+    pub(crate) fn destroy(&self, record: &ContainerRecord) -> Result<(), EngineError> {
+        let store = self.containers()?;
+        store.transition(&record.id, Transition::Remove)?;
+        self.release_runtime(&record.id);
+        let result = match self.images.remove_rootfs(record.id.as_str()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == wharf_image::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::from(e)),
+        };
+        if let Err(e) = result {
+            let _ = store.transition(&record.id, Transition::Die);
+            return Err(e);
+        }
+        let dir = store.container_dir(&record.id);
+        match fs_err::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let _ = store.transition(&record.id, Transition::Die);
+                return Err(io_err("remove directory", &dir)(e));
+            }
+        }
+        store.remove(&record.id)?;
+        if let Err(e) = store.append_event(&record.id, &record.name, "destroy", &BTreeMap::new()) {
+            tracing::warn!(container = %record.id, error = %e, "record the destroy event");
+        }
+        Ok(())
+    }
+
+    /// `rename`.
+    ///
+    /// # Errors
+    ///
+    /// No such container; the new name is taken.
+    pub fn rename_container(
+        &self,
+        reference: &str,
+        name: &ContainerName,
+    ) -> Result<(), EngineError> {
+        let store = self.containers()?;
+        let record = store.get(reference)?;
+        let _lock = store.lock(&record.id)?;
+        store.rename(&record.id, name)?;
+        let mut attributes = BTreeMap::new();
+        attributes.insert("oldName".to_owned(), record.name.to_string());
+        if let Err(e) = store.append_event(&record.id, name, "rename", &attributes) {
+            tracing::warn!(container = %record.id, error = %e, "record the rename event");
+        }
+        Ok(())
+    }
+
+    /// The event journal from `since` (and after `after_seq`).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub fn container_events(
+        &self,
+        since: Option<SystemTime>,
+        after_seq: i64,
+    ) -> Result<Vec<crate::state::Event>, EngineError> {
+        self.containers()?.events(since, after_seq)
+    }
+
+    /// Writes the changes of the container's writable layer as a tar.
+    ///
+    /// # Errors
+    ///
+    /// No such container; the vfs driver has no separate layer.
+    pub fn container_diff(
+        &self,
+        reference: &str,
+        out: impl std::io::Write,
+    ) -> Result<wharf_image::DiffStats, EngineError> {
+        let record = self.containers()?.get(reference)?;
+        Ok(self.images.diff_rootfs(record.id.as_str(), out)?)
+    }
+}
+
+/// Whether the container's monitor lives (holds `monitor.lock`).
+pub(crate) fn monitor_alive(dir: &Path) -> Result<bool, EngineError> {
+    let path = dir.join("monitor.lock");
+    let file = match fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("open", &path)(e)),
+    };
+    let holder = wharf_sys::plock::holder(&file).map_err(io_err("test the lock", &path))?;
+    Ok(holder.is_some())
+}
+
+/// Docker's `Config.Entrypoint` and `Config.Cmd` as `inspect` shows them.
+fn split_command(
+    image_entrypoint: Option<&[String]>,
+    image_cmd: Option<&[String]>,
+    request: &ContainerRequest,
+) -> (Vec<String>, Vec<String>) {
+    match &request.entrypoint {
+        Some(e) => (e.clone(), request.cmd.clone()),
+        None if request.cmd.is_empty() => (
+            image_entrypoint.unwrap_or_default().to_vec(),
+            image_cmd.unwrap_or_default().to_vec(),
+        ),
+        None => (
+            image_entrypoint.unwrap_or_default().to_vec(),
+            request.cmd.clone(),
+        ),
+    }
+}
+
+fn mount_points(request: &ContainerRequest) -> Vec<MountPoint> {
+    let mut out: Vec<MountPoint> = request
+        .binds
+        .iter()
+        .map(|b| MountPoint {
+            kind: "bind".into(),
+            name: None,
+            source: b.source.display().to_string(),
+            destination: b.destination.clone(),
+            rw: !b.read_only,
+            propagation: b.propagation.clone().unwrap_or_else(|| "rprivate".into()),
+        })
+        .collect();
+    out.extend(request.tmpfs.iter().map(|t| MountPoint {
+        kind: "tmpfs".into(),
+        name: None,
+        source: String::new(),
+        destination: t.destination.clone(),
+        rw: !t.options.iter().any(|o| o == "ro"),
+        propagation: String::new(),
+    }));
+    out
+}
+
+/// Docker creates a missing WorkingDir (through the root: the image is
+/// hostile, a symlink must not lead out).
+fn ensure_working_dir(rootfs: &Path, cwd: &str) -> Result<(), EngineError> {
+    if cwd == "/" {
+        return Ok(());
+    }
+    let root = wharf_sys::Root::open(rootfs).map_err(io_err("open rootfs", rootfs))?;
+    root.mkdir_all(Path::new(cwd), 0o755)
+        .map_err(|source| EngineError::Io {
+            operation: "create the working directory",
+            path: PathBuf::from(cwd),
+            source,
+        })?;
+    Ok(())
+}
+
+/// `--init`: a copy of the running (static) Wharf binary under the engine
+/// root, bound read-only as /sbin/wharf-init. A copy, never the host's
+/// binary itself: a privileged container that remounts it writable changes
+/// only the copy. One per binary version, written once (temp + rename).
+fn init_binary(root: &Path) -> Result<PathBuf, EngineError> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let exe = Path::new("/proc/self/exe");
+    let meta = fs_err::metadata(exe).map_err(io_err("stat", exe))?;
+    let dir = root.join("init");
+    fs_err::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+    let dest = dir.join(format!(
+        "wharf-init-{:x}-{:x}-{:x}-{:x}",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime()
+    ));
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    fs_err::copy(exe, &tmp).map_err(io_err("copy the init binary to", &tmp))?;
+    fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))
+        .map_err(io_err("chmod", &tmp))?;
+    fs_err::rename(&tmp, &dest).map_err(io_err("rename into place", &dest))?;
+    Ok(dest)
+}
+
+impl Engine {
+    /// Whether `reference` names an image in the store.
+    ///
+    /// # Errors
+    ///
+    /// The store failed (a missing image is `Ok(false)`).
+    pub fn has_image(&self, reference: &str) -> Result<bool, EngineError> {
+        match self.images.resolve(reference) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == wharf_image::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The id of the image `reference` names.
+    ///
+    /// # Errors
+    ///
+    /// No such image.
+    pub fn image_id_of(&self, reference: &str) -> Result<String, EngineError> {
+        Ok(self.images.resolve(reference)?.id.to_string())
+    }
+
+    /// Where the container's rootfs is mounted while it runs.
+    pub fn container_rootfs_path(&self, c: &Container) -> PathBuf {
+        self.images
+            .rootfs(c.record.id.as_str())
+            .map(|r| r.path)
+            .unwrap_or_default()
+    }
+
+    /// `(writable layer bytes, image bytes + writable layer)` (`ps -s`).
+    ///
+    /// # Errors
+    ///
+    /// The image or rootfs is gone.
+    pub fn container_size(&self, c: &Container) -> Result<(u64, u64), EngineError> {
+        let rootfs = self.images.rootfs(c.record.id.as_str())?;
+        let rw = match &rootfs.upper {
+            Some(upper) => tree_size(upper),
+            None => tree_size(&rootfs.path),
+        };
+        let image = self
+            .images
+            .resolve(&c.record.image_id)
+            .map(|i| i.size)
+            .unwrap_or(0);
+        Ok((rw, image + rw))
+    }
+
+    /// `logs`: reads the container's log through its driver, following
+    /// while `is_running` says it runs.
+    ///
+    /// # Errors
+    ///
+    /// The driver keeps nothing readable; the file cannot be read; `sink`
+    /// failed.
+    pub fn read_container_logs(
+        &self,
+        c: &Container,
+        options: &crate::logs::ReadOptions,
+        is_running: impl FnMut() -> bool,
+        sink: impl FnMut(crate::logs::LogLine) -> std::io::Result<()>,
+    ) -> Result<(), EngineError> {
+        crate::logs::read_logs(
+            &c.config.log,
+            &c.dir.join("container.log"),
+            options,
+            is_running,
+            sink,
+        )
+    }
+
+    /// Pids (host pid namespace) of the container's processes (`top`).
+    ///
+    /// # Errors
+    ///
+    /// No such container; it is not running.
+    pub fn container_pids(&self, reference: &str) -> Result<Vec<i32>, EngineError> {
+        let c = self.container(reference)?;
+        if !c.record.state.is_up() {
+            return Err(EngineError::NotRunning {
+                id: c.record.id.short().to_owned(),
+                reason: "container is not running".into(),
+            });
+        }
+        self.runtime()
+            .pids(&Self::runtime_id(&c.record.id))
+            .map_err(|e| EngineError::ContainerRuntime {
+                operation: "list the processes of",
+                id: c.record.id.short().to_owned(),
+                source: Box::new(e),
+            })
+    }
+}
+
+/// Bytes of the regular files under `dir` (not following symlinks).
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs_err::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,764 @@
+//! The per-container monitor: `wharf __monitor ROOT DRIVER ID`, spawned by
+//! `start` in a new session, holding no terminal. It is the container's
+//! parent (child subreaper) for the container's whole life, across
+//! restarts:
+//!
+//! 1. takes `monitor.lock` (a POSIX lock: released however the monitor
+//!    dies, which is how commands tell a dead monitor from a live one);
+//! 2. mounts the rootfs, creates the container through the runtime with
+//!    its stdio on pipes (or a terminal), starts it, records it running,
+//!    and reports `ok` (or `error CODE CHAIN`) on fd 3 to `start`;
+//! 3. relays output to the log driver and to attached clients (fd 4 from
+//!    `start -a`/`run`, or `attach.sock`), input and terminal resizes from
+//!    clients to the container;
+//! 4. on exit: drains the output, deletes the runtime container (cgroup),
+//!    unmounts the rootfs, records the exit code and time, and applies the
+//!    restart policy (Docker's back-off: 100 ms doubling);
+//! 5. when no restart follows: tells attached clients the exit code, and
+//!    with `--rm` removes the container.
+//!
+//! Single-threaded (the runtime forks); SIGCHLD arrives on a signalfd.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::OFlags;
+
+use crate::containers::attach::{Frame, FrameBuffer, Streams};
+use crate::containers::ContainerConfig;
+use crate::logs::{LogWriter, Stream};
+use crate::state::{ContainerId, ContainerName, ContainerState, Transition};
+use crate::{Engine, EngineError, EngineOptions};
+
+/// Output waiting for a slow client beyond this stops reading the
+/// container's output until it drains (back-pressure, as Docker).
+const CLIENT_BUFFER_LIMIT: usize = 4 << 20;
+
+/// Restart back-off: Docker's 100 ms doubling, capped at one minute, reset
+/// after a run of ten seconds.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// Runs the monitor of container `id`; returns the process exit status.
+/// `ready` is the pipe `start` reads the outcome of the first start from;
+/// `attach` a first client connected before the start.
+pub fn run(
+    root: &Path,
+    storage_driver: &str,
+    id: &str,
+    ready: OwnedFd,
+    attach: Option<OwnedFd>,
+) -> i32 {
+    let mut ready = Some(ready);
+    let mut monitor = match Monitor::open(root, storage_driver, id) {
+        Ok(m) => m,
+        Err(e) => {
+            report(&mut ready, Err((125, render(&e))));
+            tracing::error!(container = id, error = %render(&e), "monitor setup failed");
+            return 1;
+        }
+    };
+    match monitor.main(&mut ready, attach) {
+        Ok(()) => 0,
+        Err(e) => {
+            report(&mut ready, Err((125, render(&e))));
+            tracing::error!(container = id, error = %render(&e), "monitor failed");
+            1
+        }
+    }
+}
+
+fn render(e: &(dyn std::error::Error + 'static)) -> String {
+    wharf_runtime::render_chain(e)
+}
+
+/// Writes the outcome of the first start to `start` (once).
+fn report(ready: &mut Option<OwnedFd>, outcome: Result<(), (i32, String)>) {
+    let Some(fd) = ready.take() else { return };
+    let text = match outcome {
+        Ok(()) => format!("{}\n", crate::containers::READY_OK),
+        Err((code, chain)) => format!("error {code} {}\n", chain.replace('\n', " ")),
+    };
+    let _ = rustix::io::write(&fd, text.as_bytes());
+}
+
+struct Monitor {
+    engine: Engine,
+    id: ContainerId,
+    name: ContainerName,
+    dir: PathBuf,
+    config: ContainerConfig,
+    _lock: fs_err::File,
+}
+
+/// A started container instance.
+struct Instance {
+    pid: i32,
+    /// Terminal master, or the stdout pipe.
+    out: OwnedFd,
+    /// The stderr pipe (no terminal).
+    err: Option<OwnedFd>,
+    /// Where client input goes: the master (dup) or the stdin pipe.
+    input: Option<OwnedFd>,
+    started: Instant,
+}
+
+struct Client {
+    socket: UnixStream,
+    inbox: FrameBuffer,
+    streams: Option<Streams>,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    fn new(socket: UnixStream) -> io::Result<Client> {
+        socket.set_nonblocking(true)?;
+        Ok(Client {
+            socket,
+            inbox: FrameBuffer::default(),
+            streams: None,
+            pending: Vec::new(),
+        })
+    }
+
+    fn queue(&mut self, frame: &Frame) {
+        self.pending.extend_from_slice(&frame.encode());
+    }
+
+    /// Writes what it can; `false` when the client is gone.
+    fn flush(&mut self) -> bool {
+        while !self.pending.is_empty() {
+            match rustix::io::write(&self.socket, &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(rustix::io::Errno::AGAIN) => return true,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Monitor {
+    fn open(root: &Path, storage_driver: &str, id: &str) -> Result<Monitor, EngineError> {
+        let engine = Engine::open(&EngineOptions {
+            root: root.to_path_buf(),
+            storage_driver: Some(storage_driver.to_owned()),
+        })?;
+        let id = ContainerId::parse(id)?;
+        let store = engine.containers()?;
+        let record = store.get_by_id(&id)?;
+        let config = ContainerConfig::from_value(&record.config)?;
+        let dir = store.container_dir(&id);
+        let lock_path = dir.join("monitor.lock");
+        let lock = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| EngineError::Io {
+                operation: "open",
+                path: lock_path.clone(),
+                source,
+            })?;
+        let locked = wharf_sys::plock::try_lock(&lock).map_err(|source| EngineError::Io {
+            operation: "lock",
+            path: lock_path.clone(),
+            source,
+        })?;
+        if !locked {
+            return Err(EngineError::StartFailed {
+                id: id.short().to_owned(),
+                reason: "another monitor runs for this container".into(),
+            });
+        }
+        Ok(Monitor {
+            engine,
+            name: record.name,
+            id,
+            dir,
+            config,
+            _lock: lock,
+        })
+    }
+
+    fn main(
+        &mut self,
+        ready: &mut Option<OwnedFd>,
+        attach: Option<OwnedFd>,
+    ) -> Result<(), EngineError> {
+        let me = rustix::process::getpid();
+        rustix::process::set_child_subreaper(Some(me))
+            .map_err(|e| self.io("become subreaper", e.into()))?;
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.add(Signal::SIGPIPE);
+        mask.thread_block()
+            .map_err(|e| self.io("block SIGCHLD", e.into()))?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| self.io("create a signalfd", e.into()))?;
+        let listener = self.listen()?;
+        let mut clients: Vec<Client> = Vec::new();
+        if let Some(fd) = attach {
+            // `start` wrote the client's Hello before spawning us: read it
+            // now, so that not a byte of output precedes it.
+            let mut socket = UnixStream::from(fd);
+            let hello =
+                Frame::read_from(&mut socket).map_err(|e| self.io("read the attach hello", e))?;
+            let mut client =
+                Client::new(socket).map_err(|e| self.io("set up the attach socket", e))?;
+            if let Some(Frame::Hello(streams)) = hello {
+                client.streams = Some(streams);
+            }
+            clients.push(client);
+        }
+        let mut log = LogWriter::open(
+            &self.config.log,
+            &self.dir.join("container.log"),
+            &self.id,
+            &self.name,
+        )?;
+
+        let mut backoff = BACKOFF_START;
+        let mut last_exit: Option<i32>;
+        loop {
+            let instance = match self.start_once() {
+                Ok(i) => i,
+                Err((code, chain)) => {
+                    if ready.is_some() {
+                        report(ready, Err((code, chain)));
+                        return Ok(());
+                    }
+                    // A restart failed: stay exited.
+                    tracing::error!(container = %self.id, error = %chain, "restart failed");
+                    let store = self.engine.containers()?;
+                    let _ = store.transition(
+                        &self.id,
+                        Transition::Exit {
+                            exit_code: Some(code),
+                        },
+                    );
+                    last_exit = Some(code);
+                    break;
+                }
+            };
+            report(ready, Ok(()));
+            let started = instance.started;
+            let code = self.pump(instance, &sigfd, &listener, &mut clients, &mut log);
+            let _ = log.flush();
+            self.release();
+            let store = self.engine.containers()?;
+            let record = store.transition(&self.id, Transition::Exit { exit_code: code })?;
+            let mut attributes = BTreeMap::new();
+            attributes.insert("exitCode".to_owned(), code.unwrap_or(-1).to_string());
+            let _ = store.append_event(&self.id, &self.name, "die", &attributes);
+            last_exit = code;
+            if !self.config.restart.should_restart(
+                code,
+                record.restart_count,
+                record.stop_requested,
+            ) {
+                break;
+            }
+            if started.elapsed() >= BACKOFF_RESET {
+                backoff = BACKOFF_START;
+            }
+            store.transition(&self.id, Transition::Restart)?;
+            if !self.sleep_unless_stopped(backoff, &listener, &mut clients) {
+                store.transition(&self.id, Transition::Exit { exit_code: code })?;
+                break;
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        for client in &mut clients {
+            client.queue(&Frame::Exit(last_exit));
+        }
+        if self.config.auto_remove {
+            self.auto_remove();
+        }
+        finish_clients(&mut clients);
+        drop(listener);
+        let _ = fs_err::remove_file(self.dir.join("attach.sock"));
+        Ok(())
+    }
+
+    fn io(&self, operation: &'static str, source: io::Error) -> EngineError {
+        EngineError::Io {
+            operation,
+            path: self.dir.clone(),
+            source,
+        }
+    }
+
+    fn listen(&self) -> Result<UnixListener, EngineError> {
+        let (dirfd, path) = crate::containers::attach_socket_path(&self.dir)?;
+        let _ = fs_err::remove_file(self.dir.join("attach.sock"));
+        let listener =
+            UnixListener::bind(&path).map_err(|e| self.io("listen on the attach socket in", e))?;
+        drop(dirfd);
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| self.io("set up the attach socket in", e))?;
+        Ok(listener)
+    }
+
+    /// Mounts, creates and starts the container; records it running.
+    fn start_once(&mut self) -> Result<Instance, (i32, String)> {
+        let fail = |e: &(dyn std::error::Error + 'static)| (125, wharf_runtime::render_chain(e));
+        self.engine
+            .images
+            .remount_rootfs(self.id.as_str())
+            .map_err(|e| fail(&e))?;
+        let runtime = self.engine.runtime();
+        let rid = Engine::runtime_id(&self.id);
+        if runtime.state(&rid).is_ok() {
+            // Left by a monitor that died.
+            let _ = runtime.delete(&rid, true);
+        }
+        let request = wharf_runtime::CreateRequest {
+            id: rid.clone(),
+            bundle: self.dir.clone(),
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+            no_pivot: false,
+        };
+        let created = if self.config.tty {
+            runtime
+                .create_with_terminal(&request)
+                .map_err(|e| classify(&e))
+                .map(|(state, master)| {
+                    let master = master.expect("a terminal container's create returns its master");
+                    let input = if self.config.open_stdin {
+                        rustix::io::dup(&master).ok()
+                    } else {
+                        None
+                    };
+                    (state, master, None, input)
+                })
+        } else {
+            self.create_with_pipes(&runtime, &request)
+        };
+        let (state, out, err, input) = match created {
+            Ok(c) => c,
+            Err(e) => {
+                self.release();
+                return Err(e);
+            }
+        };
+        for fd in [Some(&out), err.as_ref(), input.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = set_nonblocking(fd.as_fd());
+        }
+        if let Err(e) = runtime.start(&rid) {
+            let _ = runtime.delete(&rid, true);
+            self.release();
+            return Err(classify(&e));
+        }
+        let pid = state.pid;
+        let store = self.engine.containers().map_err(|e| fail(&e))?;
+        store
+            .transition(
+                &self.id,
+                Transition::Start {
+                    pid,
+                    monitor_pid: Some(rustix::process::getpid().as_raw_nonzero().get()),
+                },
+            )
+            .map_err(|e| fail(&e))?;
+        let _ = store.append_event(&self.id, &self.name, "start", &BTreeMap::new());
+        Ok(Instance {
+            pid,
+            out,
+            err,
+            input,
+            started: Instant::now(),
+        })
+    }
+
+    /// Creates the container with its stdio on fresh pipes: the runtime
+    /// passes the caller's 0, 1 and 2 to the init, so they are swapped in
+    /// for the call and restored after.
+    #[allow(clippy::type_complexity, reason = "a private tuple of the pipes' ends")]
+    fn create_with_pipes(
+        &self,
+        runtime: &wharf_runtime::Runtime,
+        request: &wharf_runtime::CreateRequest,
+    ) -> Result<
+        (
+            wharf_runtime::ContainerState,
+            OwnedFd,
+            Option<OwnedFd>,
+            Option<OwnedFd>,
+        ),
+        (i32, String),
+    > {
+        let sys = |what: &str| {
+            let what = what.to_owned();
+            move |e: rustix::io::Errno| (125, format!("{what}: {}", io::Error::from(e)))
+        };
+        let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC);
+        let (out_r, out_w) = pipe().map_err(sys("create the stdout pipe"))?;
+        let (err_r, err_w) = pipe().map_err(sys("create the stderr pipe"))?;
+        let (in_r, in_w) = if self.config.open_stdin {
+            let (r, w) = pipe().map_err(sys("create the stdin pipe"))?;
+            (r, Some(w))
+        } else {
+            let null = rustix::fs::open(
+                "/dev/null",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(sys("open /dev/null"))?;
+            (null, None)
+        };
+        let saved: Vec<OwnedFd> = [
+            rustix::stdio::stdin(),
+            rustix::stdio::stdout(),
+            rustix::stdio::stderr(),
+        ]
+        .into_iter()
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 10))
+        .collect::<Result<_, _>>()
+        .map_err(sys("save the monitor's stdio"))?;
+        let swap = |fds: [BorrowedFd<'_>; 3]| -> io::Result<()> {
+            for (n, fd) in fds.into_iter().enumerate() {
+                wharf_sys::fd::dup_onto(fd, n as i32)?;
+            }
+            Ok(())
+        };
+        swap([in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])
+            .map_err(|e| (125, format!("hand the pipes to the container: {e}")))?;
+        let created = runtime.create(request);
+        swap([saved[0].as_fd(), saved[1].as_fd(), saved[2].as_fd()])
+            .map_err(|e| (125, format!("restore the monitor's stdio: {e}")))?;
+        let state = created.map_err(|e| classify(&e))?;
+        Ok((state, out_r, Some(err_r), in_w))
+    }
+
+    /// Relays output and input until the init exits; its exit code (128 +
+    /// signal when killed).
+    fn pump(
+        &mut self,
+        mut instance: Instance,
+        sigfd: &SignalFd,
+        listener: &UnixListener,
+        clients: &mut Vec<Client>,
+        log: &mut LogWriter,
+    ) -> Option<i32> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut out_open = true;
+        let mut err_open = instance.err.is_some();
+        loop {
+            let throttled = clients
+                .iter()
+                .any(|c| c.pending.len() > CLIENT_BUFFER_LIMIT);
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4 + clients.len());
+            fds.push(PollFd::new(sigfd, PollFlags::IN));
+            fds.push(PollFd::new(listener, PollFlags::IN));
+            let out_idx = (out_open && !throttled).then(|| {
+                fds.push(PollFd::new(&instance.out, PollFlags::IN));
+                fds.len() - 1
+            });
+            let err_idx = match (&instance.err, err_open && !throttled) {
+                (Some(e), true) => {
+                    fds.push(PollFd::new(e, PollFlags::IN));
+                    Some(fds.len() - 1)
+                }
+                _ => None,
+            };
+            let first_client = fds.len();
+            for c in clients.iter() {
+                let mut flags = PollFlags::IN;
+                if !c.pending.is_empty() {
+                    flags |= PollFlags::OUT;
+                }
+                fds.push(PollFd::new(&c.socket, flags));
+            }
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    tracing::error!(container = %self.id, error = %e, "poll");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            }
+            let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+            drop(fds);
+
+            if !ready[1].is_empty() {
+                while let Ok((socket, _)) = listener.accept() {
+                    if let Ok(c) = Client::new(socket) {
+                        clients.push(c);
+                    }
+                }
+            }
+            if let Some(i) = out_idx {
+                if !ready[i].is_empty() {
+                    let stream = Stream::Stdout;
+                    out_open = relay(
+                        &instance.out,
+                        stream,
+                        &mut buf,
+                        log,
+                        clients,
+                        self.config.tty,
+                    );
+                }
+            }
+            if let (Some(i), Some(err)) = (err_idx, &instance.err) {
+                if !ready[i].is_empty() {
+                    err_open = relay(err, Stream::Stderr, &mut buf, log, clients, false);
+                }
+            }
+            let mut gone = Vec::new();
+            for (n, c) in clients.iter_mut().enumerate() {
+                let r = ready[first_client + n];
+                if r.is_empty() {
+                    continue;
+                }
+                if r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+                    && !self.client_input(c, &mut instance, &mut buf)
+                {
+                    gone.push(n);
+                    continue;
+                }
+                if !c.flush() {
+                    gone.push(n);
+                }
+            }
+            for n in gone.into_iter().rev() {
+                clients.remove(n);
+            }
+            if !ready[0].is_empty() {
+                while let Ok(Some(_)) = sigfd.read_signal() {}
+                if let Some(code) = reap(instance.pid) {
+                    // Drain what the container wrote before it ended.
+                    if out_open {
+                        while relay(
+                            &instance.out,
+                            Stream::Stdout,
+                            &mut buf,
+                            log,
+                            clients,
+                            self.config.tty,
+                        ) {}
+                    }
+                    if let (true, Some(err)) = (err_open, &instance.err) {
+                        while relay(err, Stream::Stderr, &mut buf, log, clients, false) {}
+                    }
+                    return Some(code);
+                }
+            }
+        }
+    }
+
+    /// Reads a client's frames; `false` when it is gone.
+    fn client_input(&self, c: &mut Client, instance: &mut Instance, buf: &mut [u8]) -> bool {
+        loop {
+            match rustix::io::read(&c.socket, &mut *buf) {
+                Ok(0) => return false,
+                Ok(n) => c.inbox.extend(&buf[..n]),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
+            }
+        }
+        loop {
+            match c.inbox.next_frame() {
+                Ok(Some(Frame::Hello(s))) => c.streams = Some(s),
+                Ok(Some(Frame::Stdin(bytes))) => {
+                    if let Some(input) = &instance.input {
+                        write_all_blocking(input.as_fd(), &bytes);
+                    }
+                }
+                Ok(Some(Frame::StdinEof)) => {
+                    // Closing the pipe is the container's EOF; a terminal
+                    // stays open (Docker).
+                    if !self.config.tty {
+                        instance.input = None;
+                    }
+                }
+                Ok(Some(Frame::Resize { rows, cols })) => {
+                    if self.config.tty {
+                        let _ = wharf_sys::console::set_window_size(&instance.out, rows, cols);
+                    }
+                }
+                Ok(Some(_)) => return false,
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Deletes the runtime container and unmounts the rootfs.
+    fn release(&self) {
+        self.engine.release_runtime(&self.id);
+    }
+
+    /// Sleeps the restart back-off, accepting attach clients; `false` when
+    /// a stop was asked for meanwhile.
+    fn sleep_unless_stopped(
+        &self,
+        pause: Duration,
+        listener: &UnixListener,
+        clients: &mut Vec<Client>,
+    ) -> bool {
+        let deadline = Instant::now() + pause;
+        loop {
+            match self.engine.containers().and_then(|s| s.get_by_id(&self.id)) {
+                Ok(r) if r.stop_requested || r.state != ContainerState::Restarting => return false,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+            while let Ok((socket, _)) = listener.accept() {
+                if let Ok(c) = Client::new(socket) {
+                    clients.push(c);
+                }
+            }
+        }
+    }
+
+    /// `--rm`: removes the container unless a command holds its lock (then
+    /// that command, e.g. `rm -f`, removes it).
+    fn auto_remove(&self) {
+        let Ok(store) = self.engine.containers() else {
+            return;
+        };
+        let lock = match store.try_lock(&self.id) {
+            Ok(Some(l)) => l,
+            _ => return,
+        };
+        if let Ok(record) = store.get_by_id(&self.id) {
+            if let Err(e) = self.engine.destroy(&record) {
+                tracing::error!(container = %self.id, error = %render(&e), "auto-remove failed");
+            }
+        }
+        drop(lock);
+    }
+}
+
+/// Reaps every exited child; the init's exit code if it was among them.
+fn reap(init: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => found = Some(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init => {
+                found = Some(128 + sig as i32)
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads one chunk from `fd` into the log and the clients; `false` at end
+/// of stream (EOF, or EIO from a terminal whose other side closed) or when
+/// nothing is left to read right now after the process ended.
+fn relay(
+    fd: &OwnedFd,
+    stream: Stream,
+    buf: &mut [u8],
+    log: &mut LogWriter,
+    clients: &mut [Client],
+    tty: bool,
+) -> bool {
+    match rustix::io::read(fd, &mut *buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            let bytes = &buf[..n];
+            if let Err(e) = log.write(stream, bytes) {
+                tracing::warn!(error = %render(&e), "write the container log");
+            }
+            for c in clients.iter_mut() {
+                let Some(s) = c.streams else { continue };
+                let frame = match stream {
+                    Stream::Stdout if s.stdout => Frame::Stdout(bytes.to_vec()),
+                    Stream::Stderr if s.stderr => Frame::Stderr(bytes.to_vec()),
+                    Stream::Stdout if tty && s.stderr => Frame::Stdout(bytes.to_vec()),
+                    _ => continue,
+                };
+                c.queue(&frame);
+                let _ = c.flush();
+            }
+            true
+        }
+        Err(rustix::io::Errno::INTR) => true,
+        Err(_) => false,
+    }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)
+}
+
+/// Writes input to the container, waiting while its pipe is full (input is
+/// small and interactive; a container that never reads its stdin only
+/// stalls input, output still flows once the pipe drains).
+fn write_all_blocking(fd: BorrowedFd<'_>, mut bytes: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !bytes.is_empty() && Instant::now() < deadline {
+        match rustix::io::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::AGAIN) => {
+                let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+                let ts = rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 50_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&ts));
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Sends what is queued to each client (blocking, bounded), then closes.
+fn finish_clients(clients: &mut Vec<Client>) {
+    for c in clients.iter_mut() {
+        let _ = c.socket.set_nonblocking(false);
+        let _ = c.socket.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = io::Write::write_all(&mut c.socket, &c.pending);
+        c.pending.clear();
+    }
+    clients.clear();
+}
+
+/// Maps a runtime failure to Docker's exit codes: 127 command not found,
+/// 126 not executable, 125 anything else.
+fn classify(e: &wharf_runtime::RuntimeError) -> (i32, String) {
+    let chain = wharf_runtime::render_chain(e);
+    let code = if chain.contains("executable file not found")
+        || chain.contains("no such executable file")
+    {
+        127
+    } else if chain.contains("ermission denied") {
+        126
+    } else {
+        125
+    };
+    (code, chain)
+}
