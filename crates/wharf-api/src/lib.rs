@@ -6,5 +6,6 @@
 //! It must not know how containers or images are made: it renders the
 //! engine's domain types.
 
+pub mod containers;
 pub mod images;
 pub mod volumes;

@@ -478,26 +478,41 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The registry access of a command without access flags (`run --pull`).
+pub fn default_access() -> RegistryAccess {
+    AccessArgs {
+        tls_verify: None,
+        creds: None,
+        authfile: None,
+        cert_dir: None,
+    }
+    .access()
+}
+
+/// `image inspect` JSON of one image.
+pub fn inspect_value(engine: &Engine, name: &str) -> anyhow::Result<serde_json::Value> {
+    let (image, config, layers) = engine.inspect_image(name)?;
+    let dirs: Vec<String> = engine
+        .layer_dirs(&image)?
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok(serde_json::to_value(wharf_api::images::inspect(
+        &image,
+        &config,
+        &layers,
+        &dirs,
+        engine.storage_driver(),
+    ))?)
+}
+
 /// Runs `image inspect`.
 pub fn inspect(engine: &Engine, a: InspectArgs) -> anyhow::Result<i32> {
     let mut out = Vec::new();
     let mut failed = None;
     for name in &a.images {
-        match engine.inspect_image(name) {
-            Ok((image, config, layers)) => {
-                let dirs: Vec<String> = engine
-                    .layer_dirs(&image)?
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-                out.push(serde_json::to_value(wharf_api::images::inspect(
-                    &image,
-                    &config,
-                    &layers,
-                    &dirs,
-                    engine.storage_driver(),
-                ))?);
-            }
+        match inspect_value(engine, name) {
+            Ok(v) => out.push(v),
             Err(e) => failed = Some(e),
         }
     }
@@ -510,7 +525,7 @@ pub fn inspect(engine: &Engine, a: InspectArgs) -> anyhow::Result<i32> {
         None => println!("{}", serde_json::to_string_pretty(&out)?),
     }
     match failed {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(0),
     }
 }

@@ -10,12 +10,16 @@
     reason = "the binary owns stdout, stderr and the exit status"
 )]
 
+mod attach;
+mod containers_cli;
 mod format;
 mod images_cli;
 mod init;
 mod log;
 mod output;
+mod proc_info;
 mod progress;
+mod run_flags;
 mod runtime_cli;
 mod volumes_cli;
 
@@ -78,6 +82,45 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volumes_cli::VolumeCommand),
+    /// Create and run a new container from an image.
+    Run(containers_cli::RunArgs),
+    /// Create a new container.
+    Create(containers_cli::CreateArgs),
+    /// Start stopped containers.
+    Start(containers_cli::StartArgs),
+    /// Stop running containers.
+    Stop(containers_cli::StopArgs),
+    /// Kill running containers.
+    Kill(containers_cli::KillArgs),
+    /// Restart containers.
+    Restart(containers_cli::StopArgs),
+    /// Remove containers.
+    Rm(containers_cli::RmArgs),
+    /// Pause all processes within containers.
+    Pause(containers_cli::ContainersArgs),
+    /// Unpause all processes within containers.
+    Unpause(containers_cli::ContainersArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(containers_cli::ContainersArgs),
+    /// List containers.
+    Ps(containers_cli::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(containers_cli::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(containers_cli::ExecArgs),
+    /// Attach to a running container.
+    Attach(containers_cli::AttachArgs),
+    /// Display detailed information on containers or images.
+    Inspect(containers_cli::InspectArgs),
+    /// Rename a container.
+    Rename(containers_cli::RenameArgs),
+    /// Display the running processes of a container.
+    Top(containers_cli::TopArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(containers_cli::ContainerCommand),
+    /// Real-time events from the container journal.
+    Events(containers_cli::EventsArgs),
 }
 
 /// The error chain joined by ": ", each cause once (STYLE.md §3).
@@ -114,6 +157,7 @@ fn engine_main(cli: Cli) -> i32 {
     let result = wharf_engine::Engine::open(&options)
         .map_err(anyhow::Error::from)
         .and_then(|engine| {
+            use containers_cli as c;
             use images_cli as i;
             match cli.command {
                 Command::Runtime(_) => unreachable!("dispatched before the engine opens"),
@@ -131,6 +175,25 @@ fn engine_main(cli: Cli) -> i32 {
                 Command::Load(a) => i::load(&engine, a),
                 Command::System(c) => i::system(&engine, c),
                 Command::Volume(c) => volumes_cli::run(&engine, c),
+                Command::Run(a) => c::run(&engine, a),
+                Command::Create(a) => c::create(&engine, a),
+                Command::Start(a) => c::start(&engine, a),
+                Command::Stop(a) => c::stop(&engine, a),
+                Command::Kill(a) => c::kill(&engine, a),
+                Command::Restart(a) => c::restart(&engine, a),
+                Command::Rm(a) => c::rm(&engine, a),
+                Command::Pause(a) => c::pause(&engine, a, true),
+                Command::Unpause(a) => c::pause(&engine, a, false),
+                Command::Wait(a) => c::wait(&engine, a),
+                Command::Ps(a) => c::ps(&engine, a),
+                Command::Logs(a) => c::logs(&engine, a),
+                Command::Exec(a) => c::exec(&engine, a),
+                Command::Attach(a) => c::attach(&engine, a),
+                Command::Inspect(a) => c::inspect(&engine, a),
+                Command::Rename(a) => c::rename(&engine, a),
+                Command::Top(a) => c::top(&engine, a),
+                Command::Container(cmd) => c::container(&engine, cmd),
+                Command::Events(a) => c::events(&engine, a),
             }
         });
     match result {
@@ -138,9 +201,41 @@ fn engine_main(cli: Cli) -> i32 {
         Err(err) => {
             let root: &(dyn std::error::Error + 'static) = err.as_ref();
             eprintln!("wharf: error: {}", chain(root));
-            125
+            containers_cli::exit_code(&err)
         }
     }
+}
+
+/// `wharf __monitor ROOT DRIVER ID` (spawned by `start` with the ready
+/// pipe on fd 3 and, when attaching, a socket on fd 4).
+fn monitor_main(args: Vec<OsString>) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .with_target(false)
+        .try_init();
+    // The monitor forks the container's init: it must not run a writable
+    // host binary (CVE-2019-5736). fds 3 and 4 survive the re-exec.
+    if let Err(e) = wharf_sys::exe::ensure_sealed() {
+        eprintln!("wharf monitor: seal the binary: {e}");
+        return 1;
+    }
+    let [_, _, root, driver, id] = args.as_slice() else {
+        eprintln!("wharf monitor: usage: wharf __monitor ROOT DRIVER ID");
+        return 2;
+    };
+    let Some(ready) = wharf_sys::fd::take_inherited(3) else {
+        eprintln!("wharf monitor: no ready pipe on fd 3");
+        return 2;
+    };
+    let attach = wharf_sys::fd::take_inherited(4);
+    wharf_engine::monitor::run(
+        Path::new(root),
+        &driver.to_string_lossy(),
+        &id.to_string_lossy(),
+        ready,
+        attach,
+    )
 }
 
 fn main() {
@@ -151,8 +246,11 @@ fn main() {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // Hidden re-exec entry points, before any parsing.
-    if args.get(1).is_some_and(|a| a == "__init") {
+    if args.get(1).is_some_and(|a| a == "__init") || invoked_as == "wharf-init" {
         std::process::exit(init::main(args));
+    }
+    if args.get(1).is_some_and(|a| a == "__monitor") {
+        std::process::exit(monitor_main(args));
     }
     let code = if invoked_as == "wharf-runc" || invoked_as == "runc" {
         let cli = runtime_cli::RuntimeCli::parse_from(args);

@@ -37,7 +37,7 @@ pub fn since(unix_seconds: i64) -> String {
     format!("{} ago", human_duration(elapsed))
 }
 
-fn human_duration(d: Duration) -> String {
+pub fn human_duration(d: Duration) -> String {
     let seconds = d.as_secs();
     let hours = seconds / 3600;
     if seconds < 1 {
