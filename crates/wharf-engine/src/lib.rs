@@ -55,6 +55,7 @@ pub struct Engine {
     images: wharf_image::Store,
     driver: wharf_image::Driver,
     containers: std::sync::OnceLock<state::ContainerStore>,
+    volumes: std::sync::OnceLock<volumes::VolumeStore>,
 }
 
 impl Engine {
@@ -76,6 +77,7 @@ impl Engine {
             images,
             driver,
             containers: std::sync::OnceLock::new(),
+            volumes: std::sync::OnceLock::new(),
         })
     }
 

@@ -650,7 +650,7 @@ impl Monitor {
             _ => return,
         };
         if let Ok(record) = store.get_by_id(&self.id) {
-            if let Err(e) = self.engine.destroy(&record) {
+            if let Err(e) = self.engine.destroy(&record, true) {
                 tracing::error!(container = %self.id, error = %render(&e), "auto-remove failed");
             }
         }

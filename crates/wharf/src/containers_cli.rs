@@ -401,7 +401,7 @@ fn create_container(engine: &Engine, flags: &CreateFlags) -> anyhow::Result<Cont
     ensure_image(engine, flags)?;
     let container = engine.create_container(&request)?;
     if let Err(e) = write_cidfile(flags, &container) {
-        let _ = engine.remove_container(container.record.id.as_str(), true);
+        let _ = engine.remove_container(container.record.id.as_str(), true, true);
         return Err(e);
     }
     Ok(container)
@@ -429,7 +429,7 @@ pub fn run(engine: &Engine, a: RunArgs) -> anyhow::Result<i32> {
         Ok(s) => s,
         Err(e) => {
             // A failed run leaves nothing behind.
-            if let Err(cleanup) = engine.remove_container(&id, true) {
+            if let Err(cleanup) = engine.remove_container(&id, true, true) {
                 eprintln!("wharf: warning: remove the container after the failed start: {cleanup}");
             }
             return Err(e.into());
@@ -552,7 +552,7 @@ pub fn kill(engine: &Engine, a: KillArgs) -> anyhow::Result<i32> {
 /// Runs `rm`.
 pub fn rm(engine: &Engine, a: RmArgs) -> anyhow::Result<i32> {
     each(&a.containers, |r| {
-        engine.remove_container(r, a.force).map(drop)
+        engine.remove_container(r, a.force, a.volumes).map(drop)
     })
 }
 
@@ -1003,7 +1003,7 @@ pub fn prune(engine: &Engine, a: PruneArgs) -> anyhow::Result<i32> {
             continue;
         }
         reclaimed += engine.container_size(&c).map(|(rw, _)| rw).unwrap_or(0);
-        match engine.remove_container(c.record.id.as_str(), false) {
+        match engine.remove_container(c.record.id.as_str(), false, false) {
             Ok(_) => println!("{}", c.record.id),
             Err(e) => eprintln!("wharf: error: {}", crate::chain(&e)),
         }

@@ -7,13 +7,14 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use wharf_engine::containers::{CreateRequest, PullPolicy, RestartPolicy};
+use wharf_engine::containers::{CreateRequest, PullPolicy, RestartPolicy, VolumeMount};
 use wharf_engine::logs::LogConfig;
 use wharf_engine::spec::{
     BindMount, ContainerRequest, DeviceMapping, NetworkMode, Resources, SeccompOption,
     SecurityOptions, TmpfsMount, Ulimit,
 };
 use wharf_engine::state::ContainerName;
+use wharf_engine::volumes::VolumeName;
 
 /// Flags shared by `run` and `create`.
 #[derive(Debug, Clone, clap::Args)]
@@ -328,48 +329,64 @@ fn device(s: &str) -> anyhow::Result<DeviceMapping> {
     })
 }
 
-/// `-v SRC:DST[:OPTS]` for a host path: Docker creates a missing source
-/// directory.
-fn bind_volume(s: &str) -> anyhow::Result<BindMount> {
+/// `-v SRC:DST[:OPTS]` (a host path, created if missing as Docker does,
+/// or a volume name) or `-v DST` (an anonymous volume).
+fn volume_flag(s: &str) -> anyhow::Result<MountSpec> {
     let parts: Vec<&str> = s.split(':').collect();
     let (source, dest, opts) = match parts.as_slice() {
+        [dst] => ("", *dst, ""),
         [src, dst] => (*src, *dst, ""),
         [src, dst, opts] => (*src, *dst, *opts),
-        _ => bail!("invalid -v {s:?}: expected SOURCE:DESTINATION[:OPTIONS]"),
+        _ => bail!("invalid -v {s:?}: expected [SOURCE:]DESTINATION[:OPTIONS]"),
     };
-    if !source.starts_with('/') {
-        bail!("invalid -v {s:?}: named volumes are not available yet, use an absolute host path");
-    }
     if !dest.starts_with('/') {
         bail!("invalid -v {s:?}: the destination must be an absolute path");
     }
-    let mut bind = BindMount {
-        source: PathBuf::from(source),
-        destination: dest.to_owned(),
-        read_only: false,
-        propagation: None,
-    };
+    let mut read_only = false;
+    let mut propagation = None;
+    let mut no_copy = false;
     for opt in opts.split(',').filter(|o| !o.is_empty()) {
         match opt {
-            "ro" => bind.read_only = true,
-            "rw" => bind.read_only = false,
-            "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "nocopy" => no_copy = true,
+            "z" | "Z" | "consistent" | "cached" | "delegated" => {}
             "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" => {
-                bind.propagation = Some(opt.to_owned())
+                propagation = Some(opt.to_owned())
             }
             _ => bail!("invalid -v {s:?}: unknown option {opt:?}"),
         }
     }
+    if source.is_empty() || !source.starts_with('/') {
+        let name = if source.is_empty() {
+            None
+        } else {
+            Some(VolumeName::parse(source)?)
+        };
+        return Ok(MountSpec::Volume(VolumeMount {
+            name,
+            destination: dest.to_owned(),
+            read_only,
+            no_copy,
+        }));
+    }
+    let bind = BindMount {
+        source: PathBuf::from(source),
+        destination: dest.to_owned(),
+        read_only,
+        propagation,
+    };
     if !bind.source.exists() {
         fs_err::create_dir_all(&bind.source)
             .with_context(|| format!("create the bind source of -v {s}"))?;
     }
-    Ok(bind)
+    Ok(MountSpec::Bind(bind))
 }
 
 enum MountSpec {
     Bind(BindMount),
     Tmpfs(TmpfsMount),
+    Volume(VolumeMount),
 }
 
 /// `--mount type=bind|tmpfs,source=…,target=…[,readonly][,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]`.
@@ -380,6 +397,7 @@ fn mount(s: &str) -> anyhow::Result<MountSpec> {
     let mut read_only = false;
     let mut propagation = None;
     let mut tmpfs_opts = Vec::new();
+    let mut no_copy = false;
     for field in s.split(',') {
         let (k, v) = match field.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -395,7 +413,8 @@ fn mount(s: &str) -> anyhow::Result<MountSpec> {
                 tmpfs_opts.push(format!("size={}", parse_ram("--mount tmpfs-size", v)?))
             }
             ("tmpfs-mode", Some(v)) => tmpfs_opts.push(format!("mode={v}")),
-            ("consistency" | "bind-nonrecursive", _) => {}
+            ("volume-nocopy", v) => no_copy = bool_option("--mount volume-nocopy", v)?,
+            ("consistency" | "bind-nonrecursive" | "volume-driver", _) => {}
             _ => bail!("invalid --mount {s:?}: unknown field {k:?}"),
         }
     }
@@ -427,7 +446,12 @@ fn mount(s: &str) -> anyhow::Result<MountSpec> {
                 options: tmpfs_opts,
             }))
         }
-        "volume" => bail!("invalid --mount {s:?}: volume mounts are not available yet"),
+        "volume" => Ok(MountSpec::Volume(VolumeMount {
+            name: source.map(VolumeName::parse).transpose()?,
+            destination: target.to_owned(),
+            read_only,
+            no_copy,
+        })),
         other => bail!("invalid --mount {s:?}: unknown type {other:?} (use bind, volume or tmpfs)"),
     }
 }
@@ -455,13 +479,17 @@ impl CreateFlags {
         };
         let mut binds = Vec::new();
         let mut tmpfs = Vec::new();
-        for v in &self.volume {
-            binds.push(bind_volume(v)?);
-        }
-        for m in &self.mount {
-            match mount(m)? {
+        let mut volumes = Vec::new();
+        for spec in self
+            .volume
+            .iter()
+            .map(|v| volume_flag(v))
+            .chain(self.mount.iter().map(|m| mount(m)))
+        {
+            match spec? {
                 MountSpec::Bind(b) => binds.push(b),
                 MountSpec::Tmpfs(t) => tmpfs.push(t),
+                MountSpec::Volume(v) => volumes.push(v),
             }
         }
         for t in &self.tmpfs {
@@ -611,6 +639,7 @@ impl CreateFlags {
             extra_hosts,
             log: LogConfig::parse(&self.log_driver, &log_opts)?,
             init: self.init,
+            volumes,
         })
     }
 }

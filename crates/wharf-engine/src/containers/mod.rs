@@ -36,6 +36,7 @@ use crate::state::{
     ContainerId, ContainerName, ContainerRecord, ContainerStore, ListFilter, NewContainer,
     Transition,
 };
+use crate::volumes::{CreateVolumeRequest, VolumeName, VolumeStore, ANONYMOUS_LABEL};
 use crate::{Engine, EngineError};
 
 /// A `create`/`run` request, validated by the caller's parser.
@@ -66,6 +67,21 @@ pub struct CreateRequest {
     pub log: LogConfig,
     /// `--init`.
     pub init: bool,
+    /// `-v NAME:/dst`, `-v /dst` and `--mount type=volume`.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The named volume (created if missing); `None` for an anonymous one.
+    pub name: Option<VolumeName>,
+    /// Absolute path in the container.
+    pub destination: String,
+    /// `ro`.
+    pub read_only: bool,
+    /// `nocopy`: do not copy the image's content into an empty volume.
+    pub no_copy: bool,
 }
 
 /// A container as `inspect` and `ps` see it.
@@ -91,6 +107,10 @@ struct CreateGuard<'a> {
     id: &'a ContainerId,
     dir: PathBuf,
     rootfs: bool,
+    /// Volumes were acquired for the container.
+    volumes: bool,
+    /// Anonymous volumes made for it.
+    anonymous: Vec<VolumeName>,
     armed: bool,
 }
 
@@ -98,6 +118,18 @@ impl Drop for CreateGuard<'_> {
     fn drop(&mut self) {
         if !self.armed {
             return;
+        }
+        if self.volumes {
+            if let Ok(store) = self.engine.volumes() {
+                if let Err(e) = store.release(self.id) {
+                    tracing::warn!(container = %self.id, error = %e, "release the volumes of a failed create");
+                }
+                for name in &self.anonymous {
+                    if let Err(e) = store.remove(name, true) {
+                        tracing::warn!(volume = %name, error = %e, "remove an anonymous volume of a failed create");
+                    }
+                }
+            }
         }
         if self.rootfs {
             if let Err(e) = self.engine.images.remove_rootfs(self.id.as_str()) {
@@ -144,6 +176,107 @@ impl Engine {
         Ok(self.containers.get_or_init(|| store))
     }
 
+    pub(crate) fn volumes(&self) -> Result<&VolumeStore, EngineError> {
+        if let Some(store) = self.volumes.get() {
+            return Ok(store);
+        }
+        let store = VolumeStore::open(&self.root)?;
+        Ok(self.volumes.get_or_init(|| store))
+    }
+
+    /// Creates missing named volumes and the anonymous ones (the request's
+    /// and the image's `Volumes` not covered by another mount), records
+    /// the container as their user, and copies the image's content into
+    /// empty ones (Docker's copy-up); the mounts for the spec and inspect.
+    fn attach_volumes(
+        &self,
+        request: &CreateRequest,
+        image_config: &oci_spec::image::ImageConfiguration,
+        id: &ContainerId,
+        rootfs: &Path,
+        guard: &mut CreateGuard<'_>,
+    ) -> Result<Vec<MountPoint>, EngineError> {
+        let clean = |d: &str| wharf_sys::root::lexically_clean(Path::new(d));
+        let mut wanted = request.volumes.clone();
+        let image_volumes: Vec<String> = image_config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        for dest in image_volumes {
+            let taken = request
+                .spec
+                .binds
+                .iter()
+                .map(|b| clean(&b.destination))
+                .chain(request.spec.tmpfs.iter().map(|t| clean(&t.destination)))
+                .chain(wanted.iter().map(|v| clean(&v.destination)))
+                .any(|d| d == clean(&dest));
+            if !taken {
+                wanted.push(VolumeMount {
+                    name: None,
+                    destination: dest,
+                    read_only: false,
+                    no_copy: false,
+                });
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.volumes()?;
+        let mut out = Vec::new();
+        for v in wanted {
+            if !v.destination.starts_with('/') {
+                return Err(EngineError::invalid(format!(
+                    "invalid volume destination {:?}: it must be an absolute path",
+                    v.destination
+                )));
+            }
+            let name = match &v.name {
+                Some(name) => {
+                    // Docker creates a named volume on first use;
+                    // `create` is idempotent for the same options.
+                    store
+                        .create(&CreateVolumeRequest {
+                            name: Some(name.clone()),
+                            ..CreateVolumeRequest::default()
+                        })
+                        .or_else(|e| match e {
+                            EngineError::VolumeOptionsConflict { .. } => store.inspect(name),
+                            e => Err(e),
+                        })?;
+                    name.clone()
+                }
+                None => {
+                    let mut labels = BTreeMap::new();
+                    labels.insert(ANONYMOUS_LABEL.to_owned(), String::new());
+                    let created = store.create(&CreateVolumeRequest {
+                        name: None,
+                        labels,
+                        ..CreateVolumeRequest::default()
+                    })?;
+                    guard.anonymous.push(created.name.clone());
+                    created.name
+                }
+            };
+            guard.volumes = true;
+            let source = store.acquire(id, &name)?;
+            if !v.no_copy {
+                store.copy_up(&name, rootfs, &v.destination)?;
+            }
+            out.push(MountPoint {
+                kind: "volume".into(),
+                name: Some(name.to_string()),
+                source: source.display().to_string(),
+                destination: v.destination.clone(),
+                rw: !v.read_only,
+                propagation: String::new(),
+            });
+        }
+        Ok(out)
+    }
+
     pub(crate) fn runtime(&self) -> wharf_runtime::Runtime {
         wharf_runtime::Runtime::new(self.root.join("runtime"))
     }
@@ -184,6 +317,8 @@ impl Engine {
             id: &id,
             dir: dir.clone(),
             rootfs: false,
+            volumes: false,
+            anonymous: Vec::new(),
             armed: true,
         };
         let rootfs = self.images.mount_rootfs(image.id.as_str(), id.as_str())?;
@@ -195,6 +330,16 @@ impl Engine {
         }
         if request.init {
             spec_request.init = Some(init_binary(&self.root)?);
+        }
+        let volume_mounts =
+            self.attach_volumes(request, &image_config, &id, &rootfs.path, &mut guard)?;
+        for v in &volume_mounts {
+            spec_request.binds.push(crate::spec::BindMount {
+                source: PathBuf::from(&v.source),
+                destination: v.destination.clone(),
+                read_only: !v.rw,
+                propagation: None,
+            });
         }
         let plan = spec::build_spec(
             &image_config,
@@ -270,8 +415,11 @@ impl Engine {
             init: request.init,
             privileged: request.spec.privileged,
             read_only: request.spec.read_only,
-            mounts: mount_points(&request.spec),
-            anonymous_volumes: Vec::new(),
+            mounts: mount_points(&request.spec)
+                .into_iter()
+                .chain(volume_mounts)
+                .collect(),
+            anonymous_volumes: guard.anonymous.iter().map(ToString::to_string).collect(),
             annotations: request.annotations.clone(),
             health: None,
             platform: format!("{}/{}", image_config.os(), image_config.architecture()),
@@ -421,6 +569,7 @@ impl Engine {
         &self,
         reference: &str,
         force: bool,
+        volumes: bool,
     ) -> Result<ContainerRecord, EngineError> {
         let store = self.containers()?;
         let record = store.get(reference)?;
@@ -436,13 +585,18 @@ impl Engine {
             self.kill_and_wait(&record)?;
         }
         let record = store.get_by_id(&record.id)?;
-        self.destroy(&record)?;
+        self.destroy(&record, volumes)?;
         Ok(record)
     }
 
     /// Removes a stopped container's leftovers and record (the caller holds
-    /// its lock).
-    pub(crate) fn destroy(&self, record: &ContainerRecord) -> Result<(), EngineError> {
+    /// its lock); with `volumes`, also its anonymous volumes (`rm -v`,
+    /// `--rm`).
+    pub(crate) fn destroy(
+        &self,
+        record: &ContainerRecord,
+        volumes: bool,
+    ) -> Result<(), EngineError> {
         let store = self.containers()?;
         store.transition(&record.id, Transition::Remove)?;
         self.release_runtime(&record.id);
@@ -462,6 +616,24 @@ impl Engine {
             Err(e) => {
                 let _ = store.transition(&record.id, Transition::Die);
                 return Err(io_err("remove directory", &dir)(e));
+            }
+        }
+        let volume_store = self.volumes()?;
+        volume_store.release(&record.id)?;
+        if volumes {
+            let config = ContainerConfig::from_value(&record.config)?;
+            for name in &config.anonymous_volumes {
+                let Ok(name) = VolumeName::parse(name) else {
+                    continue;
+                };
+                match volume_store.remove(&name, true) {
+                    Ok(()) => {}
+                    // Another container uses it too: it stays (Docker).
+                    Err(EngineError::VolumeInUse { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(volume = %name, error = %e, "remove an anonymous volume")
+                    }
+                }
             }
         }
         store.remove(&record.id)?;
