@@ -308,14 +308,20 @@ fn find_executable(root: &Root, name: &str, env: &[String]) -> StepResult<PathBu
     if name.contains('/') {
         let path = PathBuf::from(name);
         // A relative path is relative to the cwd, which is not entered yet.
-        return if !path.is_absolute() || is_exec(&path) {
-            Ok(path)
-        } else {
-            Err(step_err(
-                format!("exec {name:?}"),
-                "no such executable file in the container",
-            ))
-        };
+        if !path.is_absolute() || is_exec(&path) {
+            return Ok(path);
+        }
+        // A file that exists but cannot be run is "permission denied"
+        // (Docker's exit 126), one that does not exist is "not found" (127).
+        let exists = root.resolve(&path).is_ok();
+        return Err(step_err(
+            format!("exec {name:?}"),
+            if exists {
+                "permission denied: the file is not an executable regular file"
+            } else {
+                "no such executable file in the container"
+            },
+        ));
     }
     let path = env
         .iter()
