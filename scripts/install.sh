@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Wharf in release mode and installs it:
 #   $PREFIX/bin/wharf        the binary
+#   $PREFIX/bin/wharf-init   the init for `run --init` (static: runs in any image)
 #   $PREFIX/bin/wharf-runc   the runc-compatible runtime alone (the same code as
 #                            `wharf runtime`, built lean: it runs per container)
 # Usage: scripts/install.sh [PREFIX]   (default /usr/local)
@@ -16,12 +17,12 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 LIBSECCOMP_LINK_TYPE=static \
 LIBSECCOMP_LIB_PATH=$(pkg-config --variable=libdir libseccomp) \
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --locked --bin wharf --bin wharf-runc --target "$host"
+    cargo build --release --locked --bin wharf --bin wharf-runc --bin wharf-init --target "$host"
 install -d "$prefix/bin"
-for bin in wharf wharf-runc; do
+for bin in wharf wharf-runc wharf-init; do
     # Beside the target, then renamed: replaces an older install (or the
     # link earlier versions made) atomically.
     install -m 0755 "target/$host/release/$bin" "$prefix/bin/$bin.new"
     mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
 done
-echo "installed $prefix/bin/wharf and $prefix/bin/wharf-runc"
+echo "installed $prefix/bin/wharf, $prefix/bin/wharf-runc and $prefix/bin/wharf-init"

@@ -10,8 +10,6 @@
 //! allocation in the loop; it holds no file descriptors of its own.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt as _;
-use std::process::Command;
 
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -59,20 +57,18 @@ pub fn main(args: Vec<OsString>) -> i32 {
         eprintln!("wharf init: block signals: {e}");
         return 127;
     }
-    // std resets the signal mask and SIGPIPE in the child before exec.
-    let child = match Command::new(&program).args(args).process_group(0).spawn() {
+    let child = match spawn(&program, args) {
         Ok(child) => child,
         Err(e) => {
             eprintln!("wharf init: run {}: {e}", program.to_string_lossy());
             // Docker's convention: 127 not found, 126 not executable.
-            return if e.kind() == std::io::ErrorKind::NotFound {
+            return if e == nix::errno::Errno::ENOENT {
                 127
             } else {
                 126
             };
         }
     };
-    let child = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     // The command leads its own process group, so a terminal's job control
     // reaches it; the init hands the terminal's foreground to it.
     let _ = nix::unistd::tcsetpgrp(std::io::stdin(), child);
@@ -96,6 +92,42 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
         }
     }
+}
+
+/// Runs the command in its own process group with an empty signal mask and
+/// every signal at its default action: the init's blocked set and Rust's
+/// ignored SIGPIPE must not reach it (posix_spawn's SETSIGMASK and
+/// SETSIGDEF; std's Command left the mask to the child under a static
+/// glibc).
+fn spawn(program: &OsString, args: impl Iterator<Item = OsString>) -> nix::Result<Pid> {
+    use nix::spawn::{posix_spawnp, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    let cstring =
+        |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|_| nix::errno::Errno::EINVAL);
+    let path = cstring(program)?;
+    let mut argv = vec![path.clone()];
+    for a in args {
+        argv.push(cstring(&a)?);
+    }
+    let envp: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).map_err(|_| nix::errno::Errno::EINVAL)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+            | PosixSpawnFlags::POSIX_SPAWN_SETPGROUP,
+    )?;
+    attr.set_sigmask(&SigSet::empty())?;
+    attr.set_sigdefault(&SigSet::all())?;
+    attr.set_pgroup(Pid::from_raw(0))?;
+    posix_spawnp(&path, &PosixSpawnFileActions::init()?, &attr, &argv, &envp)
 }
 
 /// Reaps every exited child; the command's exit status once it is gone.
