@@ -9,6 +9,8 @@ if [ "${1:-}" = "--test" ]; then
     # Registry tests: a real registry, certificates and bcrypt htpasswd for it,
     # skopeo/umoci/podman to seed and read images back.
     pkgs+=(docker-registry openssl apache2-utils skopeo umoci podman debootstrap)
+    # The engine's terminal test drives `run -it` in a real terminal.
+    pkgs+=(tmux)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -15,6 +15,7 @@
 //! domain types the callers render.
 
 pub mod containers;
+mod elf;
 mod error;
 pub mod images;
 pub mod logs;

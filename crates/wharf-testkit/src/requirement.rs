@@ -40,6 +40,8 @@ pub enum Requirement {
     /// `podman` is installed (tests give it a private store), and `unshare`
     /// to keep it off the host's `/run` and `/var/lib/containers`.
     Podman,
+    /// `tmux`, to drive a real terminal.
+    Tmux,
     /// `/sys/fs/cgroup` is a cgroup v2 hierarchy offering the cpu, memory, io and pids
     /// controllers.
     CgroupV2Controllers,
@@ -98,6 +100,7 @@ impl Requirement {
             Self::Umoci => find_binary("umoci").is_some(),
             Self::Debootstrap => find_binary("debootstrap").is_some(),
             Self::Podman => find_binary("podman").is_some() && find_binary("unshare").is_some(),
+            Self::Tmux => find_binary("tmux").is_some(),
             Self::CgroupV2Controllers => cgroup_v2_controllers_available(),
         }
     }
@@ -120,6 +123,7 @@ impl Requirement {
             Self::Umoci => "umoci",
             Self::Debootstrap => "debootstrap",
             Self::Podman => "podman and unshare",
+            Self::Tmux => "tmux",
             Self::CgroupV2Controllers => {
                 "cgroup v2 at /sys/fs/cgroup with the cpu, memory, io and pids controllers"
             }

@@ -191,11 +191,10 @@ pub struct ExecArgs {
     /// Key sequence for detaching (accepted for compatibility).
     #[arg(long)]
     detach_keys: Option<String>,
-    /// The container.
-    container: String,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The container, then the command and its arguments (options end at
+    /// the container: `exec web ps -e`).
+    #[arg(value_name = "CONTAINER COMMAND [ARG...]", required = true, num_args = 2.., trailing_var_arg = true, allow_hyphen_values = true)]
+    container_and_command: Vec<String>,
 }
 
 /// `attach`.
@@ -358,27 +357,27 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 /// Makes sure the image is in the store per `--pull`.
 fn ensure_image(engine: &Engine, flags: &CreateFlags) -> anyhow::Result<()> {
     let policy = flags.pull_policy()?;
-    let present = engine.has_image(&flags.image)?;
+    let present = engine.has_image(flags.image())?;
     match (policy, present) {
         (PullPolicy::Never, false) => bail!(
             "image {:?} is not in the store and --pull never forbids pulling it: run `wharf pull {}` first",
-            flags.image,
-            flags.image
+            flags.image(),
+            flags.image()
         ),
         (PullPolicy::Missing, true) | (PullPolicy::Never, true) => Ok(()),
         _ => {
             if !present {
-                eprintln!("Unable to find image '{}' locally", flags.image);
+                eprintln!("Unable to find image '{}' locally", flags.image());
             }
             let request = wharf_engine::images::PullRequest::new(
-                &flags.image,
+                flags.image(),
                 flags.platform.as_deref(),
                 crate::images_cli::default_access(),
             )?;
             let progress = Arc::new(crate::progress::CliProgress::new(false, "Copying"));
             engine
                 .pull(&request, progress)
-                .with_context(|| format!("pull {}", flags.image))?;
+                .with_context(|| format!("pull {}", flags.image()))?;
             Ok(())
         }
     }
@@ -844,8 +843,9 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> anyhow::Result<i32> {
     // The process about to fork into the container must not be running a
     // writable host binary (CVE-2019-5736).
     wharf_sys::exe::ensure_sealed().context("seal the wharf binary before exec")?;
+    let container = a.container_and_command[0].clone();
     let options = ExecOptions {
-        cmd: a.command,
+        cmd: a.container_and_command[1..].to_vec(),
         env: a
             .env
             .iter()
@@ -864,7 +864,7 @@ pub fn exec(engine: &Engine, a: ExecArgs) -> anyhow::Result<i32> {
         privileged: a.privileged,
     };
     let _ = a.interactive;
-    Ok(engine.exec_container(&a.container, &options)?)
+    Ok(engine.exec_container(&container, &options)?)
 }
 
 /// Runs `attach`.

@@ -129,6 +129,10 @@ pub struct CreateFlags {
     /// processes.
     #[arg(long)]
     pub init: bool,
+    /// The init binary for `--init` (statically linked; default:
+    /// `wharf-init` beside `wharf`).
+    #[arg(long)]
+    pub init_path: Option<PathBuf>,
     /// Logging driver (`json-file`, `journald`, `none`).
     #[arg(long, default_value = "json-file")]
     pub log_driver: String,
@@ -171,11 +175,10 @@ pub struct CreateFlags {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long)]
     pub no_healthcheck: bool,
-    /// The image.
-    pub image: String,
-    /// The command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The image, then the command and its arguments (options end at the
+    /// image, as Docker's: `run busybox ls -l`).
+    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub image_and_command: Vec<String>,
 }
 
 /// Docker's `RAMInBytes`: a number with an optional binary unit (`b`, `k`,
@@ -457,6 +460,16 @@ fn mount(s: &str) -> anyhow::Result<MountSpec> {
 }
 
 impl CreateFlags {
+    /// The image as named.
+    pub fn image(&self) -> &str {
+        &self.image_and_command[0]
+    }
+
+    /// The command after the image.
+    pub fn command(&self) -> &[String] {
+        &self.image_and_command[1..]
+    }
+
     /// The pull policy.
     pub fn pull_policy(&self) -> anyhow::Result<PullPolicy> {
         Ok(PullPolicy::parse(&self.pull)?)
@@ -549,7 +562,7 @@ impl CreateFlags {
             }
         }
         let spec = ContainerRequest {
-            cmd: self.command.clone(),
+            cmd: self.command().to_vec(),
             entrypoint: self.entrypoint.as_ref().map(|e| {
                 if e.is_empty() {
                     Vec::new()
@@ -627,7 +640,7 @@ impl CreateFlags {
             bail!("--health-cmd is not supported yet by Wharf's monitor");
         }
         Ok(CreateRequest {
-            image: self.image.clone(),
+            image: self.image().to_owned(),
             name: self.name.as_deref().map(ContainerName::parse).transpose()?,
             spec,
             restart: RestartPolicy::parse(&self.restart)?,
@@ -638,7 +651,8 @@ impl CreateFlags {
             annotations,
             extra_hosts,
             log: LogConfig::parse(&self.log_driver, &log_opts)?,
-            init: self.init,
+            init: self.init || self.init_path.is_some(),
+            init_path: self.init_path.clone(),
             volumes,
         })
     }

@@ -128,7 +128,7 @@ impl Engine {
         }
         process.set_env(Some(env));
         if options.privileged {
-            let all = crate::spec::all_capabilities();
+            let all = crate::spec::all_capabilities(super::bounding_caps());
             let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(
                 serde_json::json!({"bounding": all, "effective": all, "permitted": all}),
             )

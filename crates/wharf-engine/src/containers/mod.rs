@@ -67,6 +67,8 @@ pub struct CreateRequest {
     pub log: LogConfig,
     /// `--init`.
     pub init: bool,
+    /// `--init-path`: the init binary to use (statically linked).
+    pub init_path: Option<PathBuf>,
     /// `-v NAME:/dst`, `-v /dst` and `--mount type=volume`.
     pub volumes: Vec<VolumeMount>,
 }
@@ -160,7 +162,15 @@ fn host_facts() -> HostFacts {
         cgroup_v2: rustix::fs::statfs("/sys/fs/cgroup")
             .map(|s| s.f_type == libc::CGROUP2_SUPER_MAGIC)
             .unwrap_or(false),
+        bounding_caps: bounding_caps(),
     }
+}
+
+/// This process's bounding set from /proc/self/status (`CapBnd`).
+pub(crate) fn bounding_caps() -> Option<u64> {
+    let status = fs_err::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 fn read_host_file(path: &str) -> String {
@@ -329,7 +339,7 @@ impl Engine {
             spec_request.hostname = id.short().to_owned();
         }
         if request.init {
-            spec_request.init = Some(init_binary(&self.root)?);
+            spec_request.init = Some(init_binary(&self.root, request.init_path.as_deref())?);
         }
         let volume_mounts =
             self.attach_volumes(request, &image_config, &id, &rootfs.path, &mut guard)?;
@@ -530,7 +540,7 @@ impl Engine {
         if !record.state.is_up() || monitor_alive(&dir)? {
             return Ok(record);
         }
-        tracing::warn!(container = %record.id, "the container's monitor is gone: recording an unknown exit");
+        tracing::info!(container = %record.id, "the container's monitor is gone: recording an unknown exit");
         self.release_runtime(&record.id);
         let record = store.transition(&record.id, Transition::Exit { exit_code: None })?;
         let mut attributes = BTreeMap::new();
@@ -768,14 +778,30 @@ fn ensure_working_dir(rootfs: &Path, cwd: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// `--init`: a copy of the running (static) Wharf binary under the engine
-/// root, bound read-only as /sbin/wharf-init. A copy, never the host's
-/// binary itself: a privileged container that remounts it writable changes
-/// only the copy. One per binary version, written once (temp + rename).
-fn init_binary(root: &Path) -> Result<PathBuf, EngineError> {
+/// `--init`'s binary: `--init-path`, else `wharf-init` beside the running
+/// binary (as scripts/install.sh installs it), else the running binary
+/// itself (its `__init` entry). It runs inside images without a C library,
+/// so it must be statically linked. It is copied under the engine root and
+/// the copy bound read-only as /sbin/wharf-init: never the host's binary
+/// itself, so a privileged container that remounts it writable changes
+/// only the copy. One copy per binary version, written once (temp+rename).
+fn init_binary(root: &Path, requested: Option<&Path>) -> Result<PathBuf, EngineError> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    let exe = Path::new("/proc/self/exe");
-    let meta = fs_err::metadata(exe).map_err(io_err("stat", exe))?;
+    let exe =
+        fs_err::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let beside = exe.with_file_name("wharf-init");
+    let source = match requested {
+        Some(p) => p.to_path_buf(),
+        None if beside.is_file() => beside,
+        None => exe,
+    };
+    if !crate::elf::is_static(&source).map_err(io_err("read the init binary", &source))? {
+        return Err(EngineError::invalid(format!(
+            "--init needs a statically linked init, and {} is dynamically linked: install Wharf with scripts/install.sh (which installs a static wharf-init) or give --init-path",
+            source.display()
+        )));
+    }
+    let meta = fs_err::metadata(&source).map_err(io_err("stat", &source))?;
     let dir = root.join("init");
     fs_err::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
     let dest = dir.join(format!(
@@ -789,7 +815,7 @@ fn init_binary(root: &Path) -> Result<PathBuf, EngineError> {
         return Ok(dest);
     }
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    fs_err::copy(exe, &tmp).map_err(io_err("copy the init binary to", &tmp))?;
+    fs_err::copy(&source, &tmp).map_err(io_err("copy the init binary to", &tmp))?;
     fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555))
         .map_err(io_err("chmod", &tmp))?;
     fs_err::rename(&tmp, &dest).map_err(io_err("rename into place", &dest))?;

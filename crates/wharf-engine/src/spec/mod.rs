@@ -204,6 +204,10 @@ pub struct HostFacts {
     /// Whether /sys/fs/cgroup is cgroup v2 (cgroupns is private only there,
     /// as Docker).
     pub cgroup_v2: bool,
+    /// The engine's bounding set as a mask (bit n: capability n), when
+    /// known: `--privileged` and `--cap-add ALL` grant only what the host
+    /// lets it grant (a host without CAP_SYS_RESOURCE, for one).
+    pub bounding_caps: Option<u64>,
 }
 
 /// The planned container: its runtime spec and what the engine keeps
@@ -267,7 +271,7 @@ pub fn build_spec(
         &user.home,
     );
 
-    let caps = capabilities(request)?;
+    let caps = capabilities(request, host.bounding_caps)?;
     let seccomp = match &request.security.seccomp {
         SeccompOption::Profile(p) => {
             Some(serde_json::to_value(p).map_err(EngineError::AssembleSpec)?)
@@ -469,14 +473,20 @@ fn environment(
 /// Every capability the `caps` crate knows, in kernel order (`--privileged`
 /// and `--cap-add ALL`); the runtime skips those the running kernel lacks,
 /// as Docker's `GetAllCapabilities`.
-pub(crate) fn all_capabilities() -> Vec<String> {
-    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+pub(crate) fn all_capabilities(bounding: Option<u64>) -> Vec<String> {
+    let mut all: Vec<caps::Capability> = caps::all()
+        .into_iter()
+        .filter(|c| bounding.is_none_or(|mask| mask & (1u64 << c.index()) != 0))
+        .collect();
     all.sort_by_key(|c| c.index());
     all.iter().map(ToString::to_string).collect()
 }
 
-fn capabilities(request: &ContainerRequest) -> Result<Vec<String>, EngineError> {
-    let all = all_capabilities();
+fn capabilities(
+    request: &ContainerRequest,
+    bounding: Option<u64>,
+) -> Result<Vec<String>, EngineError> {
+    let all = all_capabilities(bounding);
     if request.privileged {
         return Ok(all);
     }

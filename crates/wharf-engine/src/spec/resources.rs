@@ -186,6 +186,7 @@ mod tests {
 
     fn host(nofile: u64, nproc: u64) -> HostFacts {
         HostFacts {
+            bounding_caps: None,
             rlimit_nofile_hard: nofile,
             rlimit_nproc_hard: nproc,
             cgroup_v2: true,

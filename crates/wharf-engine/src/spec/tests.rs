@@ -23,6 +23,7 @@ fn host() -> HostFacts {
         rlimit_nofile_hard: 20_000,
         rlimit_nproc_hard: 96_365,
         cgroup_v2: true,
+        bounding_caps: None,
     }
 }
 

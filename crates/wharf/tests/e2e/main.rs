@@ -9,6 +9,7 @@ mod cgroups;
 mod containerd;
 mod images;
 mod init;
+mod run;
 mod runtime_cli;
 mod runtime_security;
 mod seccomp;
@@ -139,4 +140,50 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     false
+}
+
+/// A statically linked `wharf-init`, as scripts/install.sh installs it, for
+/// `--init-path`: the test build of the binaries is dynamic and would not
+/// run in a busybox image. `cargo rustc` passes `crt-static` to the final
+/// link only, reusing the built dependencies (under a second). The result
+/// is copied aside once per test process.
+pub fn static_init() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        // One build at a time across test processes; the later ones find
+        // it done and only relink-check (well under a second).
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let lock = fs_err::File::create(dir.join("wharf-init-static.lock")).expect("lock file");
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock");
+        let manifest = env!("CARGO_MANIFEST_DIR");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "rustc",
+                "-q",
+                "--offline",
+                "-p",
+                "wharf",
+                "--bin",
+                "wharf-init",
+                "--",
+                "-C",
+                "target-feature=+crt-static",
+            ])
+            .current_dir(manifest)
+            .output()
+            .expect("run cargo rustc");
+        assert!(
+            out.status.success(),
+            "static wharf-init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let built = std::path::Path::new(env!("CARGO_BIN_EXE_wharf-init"));
+        let copy = dir.join("wharf-init-static");
+        let tmp = dir.join(format!("wharf-init-static.{}", std::process::id()));
+        fs_err::copy(built, &tmp).expect("copy wharf-init");
+        fs_err::rename(&tmp, &copy).expect("rename wharf-init");
+        copy
+    })
+    .clone()
 }

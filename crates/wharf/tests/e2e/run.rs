@@ -1,0 +1,842 @@
+//! The container lifecycle end to end: `run`, `create`, `start`, `stop`,
+//! `kill`, `rm`, `ps`, `logs`, `exec`, `wait`, `inspect`, restart
+//! policies, a killed monitor, failed runs leaving nothing behind, Docker's
+//! defaults seen from inside the container, volumes, and concurrency. The
+//! busybox image is served by Debian's docker-registry and pulled.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wharf_testkit::{
+    busybox_layout, require, LayerCompression, LocalRegistry, RegistryOptions, TestEnv,
+};
+
+/// The `wharf` command line over a test's own root, with the busybox image
+/// pulled from a local registry and tagged `busybox`. Removes every
+/// container it made when dropped.
+pub struct Engine {
+    pub root: PathBuf,
+    _registry: LocalRegistry,
+}
+
+impl Engine {
+    pub fn with_busybox(env: &TestEnv) -> Engine {
+        let registry =
+            LocalRegistry::start(RegistryOptions::plain()).expect("start docker-registry");
+        let (layout, _) =
+            busybox_layout(&env.path().join("layout"), "latest", LayerCompression::Gzip).unwrap();
+        registry
+            .skopeo_copy_in(&layout.reference("latest"), "test/busybox:latest", false)
+            .unwrap();
+        let engine = Engine {
+            root: env.path().join("store"),
+            _registry: registry,
+        };
+        let name = format!("{}/test/busybox:latest", engine._registry.host());
+        engine.ok(&["pull", "-q", "--tls-verify=false", &name]);
+        engine.ok(&["tag", &name, "busybox"]);
+        engine
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("--root").arg(&self.root).stdin(Stdio::null());
+        cmd
+    }
+
+    /// (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd().args(args).output().expect("spawn wharf");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "wharf {args:?}: stdout {out:?} stderr {err:?}");
+        out
+    }
+
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let (code, out, err) = self.run(args);
+        assert_ne!(code, 0, "wharf {args:?} succeeded: {out:?}");
+        (code, err)
+    }
+
+    pub fn inspect(&self, container: &str, template: &str) -> String {
+        self.ok(&["inspect", "-f", template, container])
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits up to 10 s for `cond`.
+    pub fn eventually(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// Mounts under this engine's root.
+    pub fn mounts(&self) -> Vec<String> {
+        wharf_testkit::leaked_mounts(self.root.to_str().unwrap())
+    }
+
+    /// Container cgroup directories left on the host for `id`.
+    pub fn cgroups_of(id: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let dir = entry.path().join("wharf").join(id);
+            if dir.exists() {
+                out.push(dir);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let Ok(out) = self.cmd().args(["ps", "-aq", "--no-trunc"]).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.cmd().args(["rm", "-f", "-v", id]).output();
+        }
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn run_in_the_foreground_streams_output_and_exit_codes() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let (code, out, err) = w.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    // Killed by a signal: 128 + n.
+    // (Under --init: a shell as PID 1 would ignore the signal, as in Docker.)
+    let init = crate::static_init();
+    let (code, _, _) = w.run(&[
+        "run",
+        "--rm",
+        "--init-path",
+        path(&init),
+        "busybox",
+        "sh",
+        "-c",
+        "kill -TERM $$; sleep 5",
+    ]);
+    assert_eq!(code, 128 + 15);
+    // Command not found: 127; not executable: 126; Wharf's own failure: 125.
+    let (code, err) = w.fails(&["run", "--rm", "busybox", "/no/such/cmd"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, err) = w.fails(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(code, 126, "{err}");
+    let (code, err) = w.fails(&["run", "--rm", "--pull", "never", "nosuchimage"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("nosuchimage") && err.contains("pull"), "{err}");
+    let (code, err) = w.fails(&["run", "--rm", "--restart", "sometimes", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("sometimes"), "{err}");
+    // --rm left nothing.
+    assert_eq!(w.ok(&["ps", "-aq"]), "");
+    assert_eq!(w.mounts(), Vec::<String>::new());
+    let dirs: Vec<_> = fs_err::read_dir(w.root.join("containers"))
+        .unwrap()
+        .collect();
+    assert!(dirs.is_empty(), "container directories left: {dirs:?}");
+    // stdin with -i.
+    let mut child = w
+        .cmd()
+        .args(["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO STDIN\n");
+}
+
+#[test]
+fn a_failed_run_leaves_nothing_behind() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    for args in [
+        vec![
+            "run",
+            "--name",
+            "bad1",
+            "-u",
+            "nosuchuser",
+            "busybox",
+            "true",
+        ],
+        vec![
+            "run",
+            "--name",
+            "bad2",
+            "-u",
+            "99999999999",
+            "busybox",
+            "true",
+        ],
+        vec!["run", "--name", "bad3", "busybox", "/no/such/binary"],
+        vec![
+            "run",
+            "--name",
+            "bad4",
+            "--cap-add",
+            "NOT_A_CAP",
+            "busybox",
+            "true",
+        ],
+        vec!["run", "--name", "bad5", "-d", "busybox", "/no/such/binary"],
+    ] {
+        let (_, err) = w.fails(&args);
+        assert!(!err.is_empty());
+        assert_eq!(w.ok(&["ps", "-aq"]), "", "after {args:?}");
+    }
+    let (_, err) = w.fails(&["run", "-u", "nosuchuser", "busybox", "true"]);
+    assert!(err.contains("nosuchuser"), "{err}");
+    assert_eq!(w.mounts(), Vec::<String>::new());
+    let left: Vec<_> = fs_err::read_dir(w.root.join("containers"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let left: Vec<_> = fs_err::read_dir(w.root.join("image/rootfs"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "rootfs left: {left:?}");
+    // The name is free again and the image is untouched.
+    w.ok(&["run", "--rm", "--name", "bad1", "busybox", "true"]);
+    w.ok(&["image", "inspect", "busybox"]);
+}
+
+#[test]
+fn detached_container_lifecycle() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let id = w
+        .ok(&["run", "-d", "--name", "web", "-e", "GREETING=hi", "--label", "tier=front", "busybox",
+            "sh", "-c", "echo started; echo oops >&2; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"])
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 64);
+    w.eventually("the first log line", || {
+        w.ok(&["logs", "web"]).contains("started")
+    });
+    // A second run with the same name is refused.
+    let (_, err) = w.fails(&["run", "-d", "--name", "web", "busybox", "true"]);
+    assert!(err.contains("already in use"), "{err}");
+
+    let ps = w.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].ends_with("web"),
+        "{ps}"
+    );
+    assert_eq!(
+        w.ok(&["ps", "-q", "--filter", "label=tier=front"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(w.ok(&["ps", "-q", "--filter", "status=exited"]).trim(), "");
+    assert_eq!(
+        w.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).trim(),
+        "web running"
+    );
+
+    // logs: streams kept apart, --tail, -t.
+    let (_, out, err) = w.run(&["logs", "web"]);
+    assert_eq!((out.as_str(), err.as_str()), ("started\n", "oops\n"));
+    let stamped = w.ok(&["logs", "-t", "--tail", "2", "web"]);
+    assert!(
+        stamped.contains("T") && stamped.ends_with(" started\n"),
+        "{stamped:?}"
+    );
+
+    // exec: environment, user, working directory, exit status.
+    assert_eq!(w.ok(&["exec", "web", "sh", "-c", "echo $GREETING"]), "hi\n");
+    assert_eq!(
+        w.ok(&["exec", "-u", "nobody", "web", "id", "-u"]),
+        "65534\n"
+    );
+    assert_eq!(w.ok(&["exec", "-w", "/tmp", "web", "pwd"]), "/tmp\n");
+    assert_eq!(
+        w.ok(&["exec", "-e", "A=b", "web", "sh", "-c", "echo $A"]),
+        "b\n"
+    );
+    let (code, _, _) = w.run(&["exec", "web", "sh", "-c", "exit 42"]);
+    assert_eq!(code, 42);
+    let (code, _) = w.fails(&["exec", "web", "no-such-command"]);
+    assert_eq!(code, 127);
+
+    // pause / unpause.
+    w.ok(&["pause", "web"]);
+    assert!(w.ok(&["ps"]).contains("(Paused)"));
+    let (_, err) = w.fails(&["exec", "web", "true"]);
+    assert!(err.contains("paused"), "{err}");
+    w.ok(&["unpause", "web"]);
+
+    // top lists the container's processes.
+    let top = w.ok(&["top", "web"]);
+    assert!(top.starts_with("UID") && top.contains("sh -c"), "{top}");
+
+    // rename, then stop (the trap runs: exit 0), inspect, start again.
+    w.ok(&["rename", "web", "web2"]);
+    assert_eq!(w.ok(&["stop", "web2"]).trim(), "web2");
+    assert_eq!(
+        w.inspect("web2", "{{.State.Status}} {{.State.ExitCode}} {{.Name}}"),
+        "exited 0 /web2"
+    );
+    assert!(w.ok(&["logs", "web2"]).contains("bye"));
+    assert_eq!(w.ok(&["wait", "web2"]).trim(), "0");
+    assert!(
+        w.mounts().is_empty(),
+        "a stopped container's rootfs stays unmounted"
+    );
+    w.ok(&["start", "web2"]);
+    assert_eq!(w.inspect("web2", "{{.State.Status}}"), "running");
+    // rm of a running container needs -f.
+    let (_, err) = w.fails(&["rm", "web2"]);
+    assert!(err.contains("stop the container"), "{err}");
+    // kill sends SIGKILL by default: 137.
+    w.ok(&["kill", "web2"]);
+    w.eventually("the exit", || {
+        w.inspect("web2", "{{.State.Status}}") == "exited"
+    });
+    assert_eq!(w.inspect("web2", "{{.State.ExitCode}}"), "137");
+    w.ok(&["rm", "web2"]);
+    assert_eq!(w.ok(&["ps", "-aq"]), "");
+    assert!(
+        Engine::cgroups_of(&id).is_empty(),
+        "cgroups left: {:?}",
+        Engine::cgroups_of(&id)
+    );
+    assert!(w.mounts().is_empty());
+    let events = w.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={id}"),
+    ]);
+    for action in [
+        "create", "start", "pause", "unpause", "rename", "die", "destroy",
+    ] {
+        assert!(
+            events.contains(&format!("container {action} {id}")),
+            "{action} missing from {events}"
+        );
+    }
+}
+
+#[test]
+fn create_then_start_attached_and_stop_timeout() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let cid = env.path().join("cid");
+    let id = w
+        .ok(&[
+            "create",
+            "--name",
+            "c1",
+            "--cidfile",
+            path(&cid),
+            "busybox",
+            "echo",
+            "from-create",
+        ])
+        .trim()
+        .to_owned();
+    assert_eq!(fs_err::read_to_string(&cid).unwrap(), id);
+    assert_eq!(w.inspect("c1", "{{.State.Status}}"), "created");
+    assert!(w.ok(&["ps", "-a"]).contains("Created"));
+    assert_eq!(w.ok(&["start", "-a", "c1"]), "from-create\n");
+    assert_eq!(
+        w.inspect("c1", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+    // A process that ignores SIGTERM is killed after -t seconds.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.1; done",
+    ]);
+    let t0 = Instant::now();
+    w.ok(&["stop", "-t", "1", "stubborn"]);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(w.inspect("stubborn", "{{.State.ExitCode}}"), "137");
+    // --stop-signal is what stop sends.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+    ]);
+    w.ok(&["stop", "usr1"]);
+    assert_eq!(w.inspect("usr1", "{{.State.ExitCode}}"), "9");
+}
+
+#[test]
+fn restart_policies() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    w.eventually("three restarts", || {
+        w.inspect("flaky", "{{.State.Status}} {{.RestartCount}}") == "exited 3"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        w.inspect(
+            "flaky",
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}"
+        ),
+        "exited 3 1"
+    );
+    assert_eq!(w.ok(&["logs", "flaky"]).matches("run").count(), 4);
+    assert_eq!(
+        w.inspect(
+            "flaky",
+            "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "on-failure 3"
+    );
+
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let pid = w.inspect("always", "{{.State.Pid}}");
+    // Killing the process from outside: restarted.
+    Command::new("kill").args(["-9", &pid]).status().unwrap();
+    w.eventually("the restart", || {
+        w.inspect("always", "{{.State.Status}} {{.RestartCount}}") == "running 1"
+    });
+    assert_ne!(w.inspect("always", "{{.State.Pid}}"), pid);
+    // stop: not restarted.
+    w.ok(&["stop", "-t", "1", "always"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        w.inspect("always", "{{.State.Status}} {{.RestartCount}}"),
+        "exited 1"
+    );
+}
+
+#[test]
+fn a_killed_monitor_is_reported_and_rm_cleans_up() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let id = w
+        .ok(&["run", "-d", "--name", "orphan", "busybox", "sleep", "1000"])
+        .trim()
+        .to_owned();
+    let pid: i32 = w.inspect("orphan", "{{.State.Pid}}").parse().unwrap();
+    // The monitor is the container init's parent.
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let comm = fs_err::read_to_string(format!("/proc/{ppid}/cmdline")).unwrap();
+    assert!(comm.contains("__monitor"), "{comm}");
+    Command::new("kill")
+        .args(["-9", &ppid.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let ps = w.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (unknown)"), "{ps}");
+    assert_eq!(
+        w.inspect("orphan", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited -1"
+    );
+    // Killed: gone, or a zombie left to the host's init.
+    let state = fs_err::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains("State:\tZ"),
+        "the orphaned process was left running: {state}"
+    );
+    assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+    w.ok(&["rm", "orphan"]);
+    assert!(Engine::cgroups_of(&id).is_empty());
+    assert_eq!(w.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn docker_defaults_seen_from_inside() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let status = w.ok(&["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    let field = |s: &str, k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    // Docker's 14 default capabilities.
+    assert_eq!(field(&status, "CapEff:"), "00000000a80425fb");
+    assert_eq!(field(&status, "CapInh:"), "0000000000000000");
+    assert_eq!(field(&status, "Seccomp:"), "2");
+    assert_eq!(field(&status, "NoNewPrivs:"), "0");
+    let privileged = w.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(field(&privileged, "Seccomp:"), "0");
+    assert_ne!(field(&privileged, "CapEff:"), "00000000a80425fb");
+    let nnp = w.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "cat",
+        "/proc/self/status",
+    ]);
+    assert_eq!(field(&nnp, "NoNewPrivs:"), "1");
+    assert_eq!(field(&nnp, "CapEff:"), "0000000000000000");
+
+    // Hostname is the short id; /etc files come from the container dir.
+    let out = w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hh",
+        "--add-host",
+        "db:10.1.2.3",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let id = out.trim();
+    assert_eq!(w.ok(&["exec", "hh", "hostname"]).trim(), &id[..12]);
+    let hosts = w.ok(&["exec", "hh", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains("127.0.0.1\tlocalhost") && hosts.contains("10.1.2.3\tdb"),
+        "{hosts}"
+    );
+    // Masked and read-only paths, /sys read-only, pids limit.
+    assert_eq!(w.ok(&["exec", "hh", "cat", "/proc/timer_list"]), "");
+    let (code, _, _) = w.run(&["exec", "hh", "sh", "-c", "echo 1 > /proc/sysrq-trigger"]);
+    assert_ne!(code, 0);
+    let (code, _, _) = w.run(&["exec", "hh", "touch", "/sys/x"]);
+    assert_ne!(code, 0);
+    let mounts = w.ok(&["exec", "hh", "cat", "/proc/self/mounts"]);
+    assert!(
+        mounts.lines().any(|l| l.starts_with("proc /proc proc")
+            && l.contains("nosuid")
+            && l.contains("nodev")
+            && l.contains("noexec")),
+        "{mounts}"
+    );
+    // Network none: only loopback.
+    let net = w.ok(&["exec", "hh", "cat", "/proc/net/dev"]);
+    assert!(net.contains("lo:") && net.lines().count() == 3, "{net}");
+    w.ok(&["rm", "-f", "hh"]);
+    // --network bridge is a clear error until bridge networking exists.
+    let (_, err) = w.fails(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
+    assert!(err.contains("not available yet"), "{err}");
+
+    // --read-only, --tmpfs, --hostname, -w (created), --entrypoint.
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "-h",
+        "box",
+        "-w",
+        "/made/here",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "hostname; pwd; touch /scratch/ok && echo tmpfs-ok; touch /nope 2>/dev/null || echo ro-ok",
+    ]);
+    assert_eq!(out, "box\n/made/here\ntmpfs-ok\nro-ok\n");
+    // --init: PID 1 is Wharf's init, the command its child.
+    let init = crate::static_init();
+    let out = w.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "--init-path",
+        path(&init),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert!(out.starts_with("/sbin/wharf-init -- sh"), "{out}");
+    // -u name:group resolved from the image's files.
+    assert_eq!(
+        w.ok(&["run", "--rm", "-u", "nobody:nogroup", "busybox", "id"])
+            .trim(),
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
+    );
+    // Resources land in the container's cgroup.
+    let out = w.ok(&["run", "--rm", "-m", "64m", "--pids-limit", "99", "busybox", "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"]);
+    assert_eq!(out, format!("{}\n99\n", 64 << 20));
+}
+
+#[test]
+fn volumes_and_binds() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    // A named volume is made on first use; the image's /etc is copied into
+    // it when it is empty.
+    w.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "conf:/etc",
+        "busybox",
+        "sh",
+        "-c",
+        "test -f /etc/passwd && echo data > /etc/mine",
+    ]);
+    let ls = w.ok(&["volume", "ls", "-q"]);
+    assert_eq!(ls.trim(), "conf");
+    assert_eq!(
+        w.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "conf:/c:ro",
+            "busybox",
+            "cat",
+            "/c/mine"
+        ]),
+        "data\n"
+    );
+    let (code, _, _) = w.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "conf:/c:ro",
+        "busybox",
+        "touch",
+        "/c/x",
+    ]);
+    assert_ne!(code, 0);
+    // In use by a stopped container: volume rm refuses.
+    w.ok(&[
+        "create", "--name", "user", "-v", "conf:/c", "busybox", "true",
+    ]);
+    let (_, err) = w.fails(&["volume", "rm", "conf"]);
+    assert!(err.contains("in use"), "{err}");
+    w.ok(&["rm", "user"]);
+    // Anonymous volumes: removed by rm -v, not by plain rm.
+    w.ok(&["create", "--name", "anon", "-v", "/data", "busybox", "true"]);
+    let vols = w.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.lines().count(), 2);
+    w.ok(&["rm", "-v", "anon"]);
+    assert_eq!(w.ok(&["volume", "ls", "-q"]).trim(), "conf");
+    w.ok(&["volume", "rm", "conf"]);
+    // -v creates a missing host directory; --mount type=bind refuses one.
+    let host = env.path().join("made-by-v");
+    w.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/h", path(&host)),
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /h/f",
+    ]);
+    assert_eq!(fs_err::read_to_string(host.join("f")).unwrap(), "x\n");
+    let missing = env.path().join("missing");
+    let (_, err) = w.fails(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,source={},target=/m", path(&missing)),
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("does not exist"), "{err}");
+    let mounts = w.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,source={},target=/m,readonly", path(&host)),
+        "busybox",
+        "sh",
+        "-c",
+        "touch /m/y || echo ro",
+    ]);
+    assert!(mounts.contains("ro"));
+}
+
+#[test]
+fn fifty_parallel_runs_and_removals_stay_consistent() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let root = w.root.clone();
+    let spawn = |args: Vec<String>| {
+        let root = root.clone();
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_wharf"))
+                .arg("--root")
+                .arg(&root)
+                .args(&args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    let runs: Vec<_> = (0..50)
+        .map(|i| {
+            spawn(vec![
+                "run".into(),
+                "-d".into(),
+                "--name".into(),
+                format!("c{i}"),
+                "busybox".into(),
+                "sleep".into(),
+                "1000".into(),
+            ])
+        })
+        .collect();
+    // The same name twice at once: exactly one wins.
+    let twins: Vec<_> = (0..2)
+        .map(|_| {
+            spawn(vec![
+                "run".into(),
+                "-d".into(),
+                "--name".into(),
+                "twin".into(),
+                "busybox".into(),
+                "sleep".into(),
+                "1000".into(),
+            ])
+        })
+        .collect();
+    for r in runs {
+        let out = r.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let twin_results: Vec<_> = twins.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        twin_results.iter().filter(|o| o.status.success()).count(),
+        1
+    );
+    let loser = twin_results.iter().find(|o| !o.status.success()).unwrap();
+    assert!(String::from_utf8_lossy(&loser.stderr).contains("already in use"));
+    assert_eq!(w.ok(&["ps", "-q"]).lines().count(), 51);
+    let removals: Vec<_> = (0..50)
+        .map(|i| spawn(vec!["rm".into(), "-f".into(), format!("c{i}")]))
+        .collect();
+    for r in removals {
+        let out = r.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    w.ok(&["rm", "-f", "twin"]);
+    assert_eq!(w.ok(&["ps", "-aq"]), "");
+    assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+    let left: Vec<_> = fs_err::read_dir(w.root.join("containers"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // No monitor survives.
+    let monitors = Command::new("pgrep")
+        .args(["-f", &format!("__monitor {}", path(&w.root))])
+        .output()
+        .unwrap();
+    assert!(
+        monitors.stdout.is_empty(),
+        "monitors left: {}",
+        String::from_utf8_lossy(&monitors.stdout)
+    );
+    // The database answers and is consistent.
+    w.ok(&["run", "--rm", "busybox", "true"]);
+}
