@@ -24,7 +24,7 @@ mod v2;
 pub use error::{CgroupError, ErrorKind};
 pub use hierarchy::{parse_mountinfo, CgroupMount, Hierarchy, V1Mount};
 pub use manager::{
-    manager_for, CpuStats, FreezerState, Location, Manager, MemoryStats, PidsStats, Stats,
+    manager_for, CpuStats, FreezerState, IoStats, Location, Manager, MemoryStats, PidsStats, Stats,
 };
 pub use v1::V1Manager;
 pub use v2::V2Manager;

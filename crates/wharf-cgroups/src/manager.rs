@@ -117,6 +117,8 @@ pub struct Stats {
     pub pids: PidsStats,
     /// CPU time.
     pub cpu: CpuStats,
+    /// Block I/O.
+    pub io: IoStats,
 }
 
 /// Memory usage in bytes.
@@ -131,6 +133,19 @@ pub struct MemoryStats {
     /// Processes the OOM killer killed in the cgroup (`oom_kill` of v1
     /// `memory.oom_control`, v2 `memory.events`).
     pub oom_kills: Option<u64>,
+    /// Page cache not recently used, which the kernel reclaims first (v1
+    /// `total_inactive_file`, v2 `inactive_file` of `memory.stat`); Docker
+    /// subtracts it from `usage`.
+    pub inactive_file: Option<u64>,
+}
+
+/// Bytes read from and written to block devices, summed over devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Read (v1 `Read` of blkio's `io_service_bytes`, v2 `rbytes` of `io.stat`).
+    pub read_bytes: Option<u64>,
+    /// Written (v1 `Write`, v2 `wbytes`).
+    pub write_bytes: Option<u64>,
 }
 
 /// Process counts.

@@ -9,8 +9,8 @@ use crate::error::CgroupError;
 use crate::files;
 use crate::hierarchy::{self, OwnCgroups, V1Mount};
 use crate::manager::{
-    kill_pids, optional_u64, wait_until, CpuStats, FreezerState, Manager, MemoryStats, PidsStats,
-    Stats,
+    kill_pids, optional_keyed_u64, optional_u64, wait_until, CpuStats, FreezerState, IoStats,
+    Manager, MemoryStats, PidsStats, Stats,
 };
 use crate::plan::{self, Write, UNIFIED};
 
@@ -268,11 +268,12 @@ impl Manager for V1Manager {
                 usage: optional_u64(&dir.join("memory.usage_in_bytes"))?,
                 limit: limited(optional_u64(&dir.join("memory.limit_in_bytes"))?),
                 max_usage: optional_u64(&dir.join("memory.max_usage_in_bytes"))?,
-                oom_kills: crate::manager::optional_keyed_u64(
-                    &dir.join("memory.oom_control"),
-                    "oom_kill",
-                )?,
+                oom_kills: optional_keyed_u64(&dir.join("memory.oom_control"), "oom_kill")?,
+                inactive_file: optional_keyed_u64(&dir.join("memory.stat"), "total_inactive_file")?,
             };
+        }
+        if let Some(dir) = self.dirs.get("blkio") {
+            stats.io = blkio_stats(dir)?;
         }
         if let Some(dir) = self.dirs.get("pids") {
             stats.pids = PidsStats {
@@ -300,6 +301,65 @@ impl Manager for V1Manager {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// blkio's byte counters, from the first file (in runc's order: BFQ, CFQ,
+/// throttle) that has per-device entries: the scheduler's files count only
+/// I/O it scheduled, the throttle files all of it.
+fn blkio_stats(dir: &Path) -> Result<IoStats, CgroupError> {
+    const FILES: [&str; 4] = [
+        "blkio.bfq.io_service_bytes_recursive",
+        "blkio.io_service_bytes_recursive",
+        "blkio.throttle.io_service_bytes_recursive",
+        "blkio.throttle.io_service_bytes",
+    ];
+    let mut any = false;
+    for name in FILES {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        any = true;
+        if let Some((read, write)) = parse_blkio_bytes(&files::read(&path)?) {
+            return Ok(IoStats {
+                read_bytes: Some(read),
+                write_bytes: Some(write),
+            });
+        }
+    }
+    Ok(if any {
+        IoStats {
+            read_bytes: Some(0),
+            write_bytes: Some(0),
+        }
+    } else {
+        IoStats::default()
+    })
+}
+
+/// Sums the `Read` and `Write` entries of a blkio `io_service_bytes` file
+/// (`MAJ:MIN Op VALUE` lines and a `Total VALUE` line); `None` when it has
+/// no device entries.
+fn parse_blkio_bytes(text: &str) -> Option<(u64, u64)> {
+    let mut sums = None;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(_device), Some(op), Some(value), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(value) = value.parse::<u64>() else {
+            continue;
+        };
+        let (read, write) = sums.get_or_insert((0u64, 0u64));
+        if op.eq_ignore_ascii_case("read") {
+            *read = read.saturating_add(value);
+        } else if op.eq_ignore_ascii_case("write") {
+            *write = write.saturating_add(value);
+        }
+    }
+    sums
 }
 
 fn parse_freezer_state(path: &Path, text: &str) -> Result<FreezerState, CgroupError> {
@@ -530,6 +590,15 @@ pub(crate) fn plan_v1(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blkio_bytes_sum_reads_and_writes_over_devices() {
+        let text = "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\n\
+                    8:16 Read 1000\n8:16 Write 0\n8:16 Total 1000\nTotal 13288\n";
+        assert_eq!(parse_blkio_bytes(text), Some((5096, 8192)));
+        assert_eq!(parse_blkio_bytes("Total 0\n"), None);
+        assert_eq!(parse_blkio_bytes(""), None);
+    }
 
     fn resources(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap()

@@ -8,8 +8,8 @@ use crate::error::CgroupError;
 use crate::files;
 use crate::hierarchy::{self, OwnCgroups};
 use crate::manager::{
-    kill_pids, optional_u64, wait_until, CpuStats, FreezerState, Manager, MemoryStats, PidsStats,
-    Stats,
+    kill_pids, optional_keyed_u64, optional_u64, wait_until, CpuStats, FreezerState, IoStats,
+    Manager, MemoryStats, PidsStats, Stats,
 };
 use crate::plan::{self, Write};
 
@@ -233,10 +233,8 @@ impl Manager for V2Manager {
                 usage: optional_u64(&self.dir.join("memory.current"))?,
                 limit: optional_u64(&self.dir.join("memory.max"))?,
                 max_usage: optional_u64(&self.dir.join("memory.peak"))?,
-                oom_kills: crate::manager::optional_keyed_u64(
-                    &self.dir.join("memory.events"),
-                    "oom_kill",
-                )?,
+                oom_kills: optional_keyed_u64(&self.dir.join("memory.events"), "oom_kill")?,
+                inactive_file: optional_keyed_u64(&self.dir.join("memory.stat"), "inactive_file")?,
             },
             pids: PidsStats {
                 current: optional_u64(&self.dir.join("pids.current"))?,
@@ -247,12 +245,44 @@ impl Manager for V2Manager {
                 user_ns: usec("user_usec"),
                 system_ns: usec("system_usec"),
             },
+            io: {
+                let path = self.dir.join("io.stat");
+                if path.exists() {
+                    let (read, write) = parse_io_stat(&files::read(&path)?);
+                    IoStats {
+                        read_bytes: Some(read),
+                        write_bytes: Some(write),
+                    }
+                } else {
+                    IoStats::default()
+                }
+            },
         })
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {
         files::remove_dir_tree(&self.dir)
     }
+}
+
+/// Sums `rbytes` and `wbytes` of `io.stat` (`MAJ:MIN key=value …` per
+/// device) over its devices.
+fn parse_io_stat(text: &str) -> (u64, u64) {
+    let (mut read, mut write) = (0u64, 0u64);
+    for (key, value) in text
+        .split_whitespace()
+        .filter_map(|field| field.split_once('='))
+    {
+        let Ok(value) = value.parse::<u64>() else {
+            continue;
+        };
+        match key {
+            "rbytes" => read = read.saturating_add(value),
+            "wbytes" => write = write.saturating_add(value),
+            _ => {}
+        }
+    }
+    (read, write)
 }
 
 /// What the v2 plan needs to know about the cgroup as it is.
@@ -456,6 +486,14 @@ pub(crate) fn plan_v2(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_stat_sums_bytes_over_devices() {
+        let text = "8:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n\
+                    8:16 rbytes=100 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n";
+        assert_eq!(parse_io_stat(text), (4196, 512));
+        assert_eq!(parse_io_stat(""), (0, 0));
+    }
 
     fn resources(json: &str) -> LinuxResources {
         serde_json::from_str(json).unwrap()

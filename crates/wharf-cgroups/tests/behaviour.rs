@@ -198,6 +198,8 @@ mod tests {
         assert!(stats.memory.usage.is_some());
         assert_eq!(stats.pids.current, Some(1));
         assert_eq!(stats.pids.limit, Some(50));
+        assert!(stats.memory.inactive_file.is_some());
+        assert!(stats.io.read_bytes.is_some() && stats.io.write_bytes.is_some());
         assert!(stats.cpu.usage_ns.is_some());
 
         // An update lowers the limit; a failing write names the file and value.
