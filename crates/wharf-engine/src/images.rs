@@ -6,6 +6,7 @@
 //! store is synchronous and is driven from the registry client's blocking
 //! threads.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -440,10 +441,40 @@ impl Engine {
     ///
     /// The store failed.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<RemoveReport>, GcReport), EngineError> {
+        self.prune_images_matching(all, &crate::system::PruneFilter::default())
+    }
+
+    /// [`Self::prune_images`] of the images `filter` selects (`until`
+    /// compares the time the image was recorded in the store; labels are
+    /// the config's).
+    ///
+    /// # Errors
+    ///
+    /// The store failed.
+    pub fn prune_images_matching(
+        &self,
+        all: bool,
+        filter: &crate::system::PruneFilter,
+    ) -> Result<(Vec<RemoveReport>, GcReport), EngineError> {
         let mut reports = Vec::new();
         for image in self.images.list()? {
             if !all && !image.names.is_empty() {
                 continue;
+            }
+            if !filter.is_empty() {
+                let recorded = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(image.recorded).unwrap_or(0));
+                let labels: BTreeMap<String, String> = image
+                    .configuration()?
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.labels().clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                if !filter.matches(recorded, &labels) {
+                    continue;
+                }
             }
             match self.images.remove(image.id.as_str(), false) {
                 Ok(report) => reports.push(report),

@@ -22,6 +22,7 @@ pub mod logs;
 pub mod monitor;
 pub mod spec;
 pub mod state;
+pub mod system;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};

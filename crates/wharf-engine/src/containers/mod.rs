@@ -20,6 +20,8 @@ mod config;
 mod exec;
 mod files;
 mod lifecycle;
+mod prune;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub use config::{ContainerConfig, HealthConfig, MountPoint, PullPolicy, RestartP
 pub use exec::ExecOptions;
 pub(crate) use lifecycle::{attach_socket_path, READY_OK};
 pub use lifecycle::{AttachStream, StartOptions};
+pub use prune::ContainerPruneReport;
+pub use stats::{cpu_percent, StatsSample};
 
 use crate::logs::LogConfig;
 use crate::spec::{self, ContainerRequest, HostFacts, NetworkMode};
