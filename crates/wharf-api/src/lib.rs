@@ -8,4 +8,5 @@
 
 pub mod containers;
 pub mod images;
+pub mod system;
 pub mod volumes;
