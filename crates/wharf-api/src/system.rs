@@ -241,6 +241,48 @@ pub struct Version {
     pub kernel_version: String,
 }
 
+/// The `Client` half of `docker version` (the CLI's own facts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClientVersion {
+    /// `Wharf`.
+    pub platform: PlatformName,
+    /// Wharf's version.
+    pub version: String,
+    /// [`API_VERSION`].
+    pub api_version: String,
+    /// [`API_VERSION`].
+    #[serde(rename = "DefaultAPIVersion")]
+    pub default_api_version: String,
+    /// The commit built, when the build knew it.
+    pub git_commit: String,
+    /// `rustc --version` of the build, when known.
+    pub rust_version: String,
+    /// `linux`.
+    pub os: String,
+    /// [`go_arch`].
+    pub arch: String,
+    /// `default`: Wharf has no contexts.
+    pub context: String,
+}
+
+/// Renders the client's half of `docker version`.
+pub fn client_version(build: &BuildFacts) -> ClientVersion {
+    ClientVersion {
+        platform: PlatformName {
+            name: "Wharf".to_owned(),
+        },
+        version: build.version.clone(),
+        api_version: API_VERSION.to_owned(),
+        default_api_version: API_VERSION.to_owned(),
+        git_commit: build.git_commit.clone(),
+        rust_version: build.rust_version.clone(),
+        os: "linux".to_owned(),
+        arch: go_arch().to_owned(),
+        context: "default".to_owned(),
+    }
+}
+
 /// What the build knows about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BuildFacts {
