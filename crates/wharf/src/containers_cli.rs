@@ -965,6 +965,7 @@ pub fn top(engine: &Engine, a: TopArgs) -> anyhow::Result<i32> {
 
 /// Runs `container prune`.
 pub fn prune(engine: &Engine, a: PruneArgs) -> anyhow::Result<i32> {
+    let filter = crate::system_cli::prune_filter(&a.filter)?;
     if !a.force {
         use std::io::IsTerminal as _;
         if !std::io::stdin().is_terminal() {
@@ -977,39 +978,19 @@ pub fn prune(engine: &Engine, a: PruneArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let mut labels = Vec::new();
-    let mut until = None;
-    for f in &a.filter {
-        match f.split_once('=') {
-            Some(("label", v)) => labels.push(v.to_owned()),
-            Some(("until", v)) => until = Some(parse_time_arg(v, SystemTime::now())?),
-            _ => bail!("invalid filter {f:?}: use label= or until="),
-        }
+    let report = engine.prune_containers(&filter)?;
+    for (id, e) in &report.failed {
+        eprintln!(
+            "wharf: error: remove container {}: {}",
+            id.short(),
+            crate::chain(e)
+        );
     }
-    let mut reclaimed = 0u64;
-    println!("Deleted Containers:");
-    for c in engine.list_containers(true)? {
-        if c.record.state.is_up() {
-            continue;
-        }
-        if until.is_some_and(|u| c.record.created > u) {
-            continue;
-        }
-        let label_ok = labels.iter().all(|l| match l.split_once('=') {
-            Some((k, v)) => c.record.labels.get(k).is_some_and(|x| x == v),
-            None => c.record.labels.contains_key(l),
-        });
-        if !label_ok {
-            continue;
-        }
-        reclaimed += engine.container_size(&c).map(|(rw, _)| rw).unwrap_or(0);
-        match engine.remove_container(c.record.id.as_str(), false, false) {
-            Ok(_) => println!("{}", c.record.id),
-            Err(e) => eprintln!("wharf: error: {}", crate::chain(&e)),
-        }
-    }
-    println!();
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    print!(
+        "{}",
+        crate::system_cli::deleted_section("Containers", &report.removed)
+    );
+    println!("Total reclaimed space: {}", human_size(report.reclaimed));
     Ok(0)
 }
 

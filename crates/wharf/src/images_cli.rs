@@ -258,6 +258,9 @@ pub enum SystemCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Remove stopped containers, dangling images and (with --volumes)
+    /// unused anonymous volumes.
+    Prune(crate::system_cli::SystemPruneArgs),
 }
 
 /// `image …`.
@@ -804,5 +807,6 @@ pub fn system(engine: &Engine, command: SystemCommand) -> anyhow::Result<i32> {
             }
             Ok(if report.is_clean() { 0 } else { 1 })
         }
+        SystemCommand::Prune(a) => crate::system_cli::system_prune(engine, a),
     }
 }

@@ -21,6 +21,7 @@ mod proc_info;
 mod progress;
 mod run_flags;
 mod runtime_cli;
+mod system_cli;
 mod volumes_cli;
 
 use std::ffi::OsString;
@@ -76,7 +77,7 @@ enum Command {
     Save(images_cli::SaveArgs),
     /// Read images from an archive (file or stdin).
     Load(images_cli::LoadArgs),
-    /// Disk usage and store checks.
+    /// Disk usage, store checks and pruning.
     #[command(subcommand)]
     System(images_cli::SystemCommand),
     /// Manage volumes.
@@ -121,6 +122,14 @@ enum Command {
     Container(containers_cli::ContainerCommand),
     /// Real-time events from the container journal.
     Events(containers_cli::EventsArgs),
+    /// Live resource usage of containers.
+    Stats(system_cli::StatsArgs),
+    /// Show the Wharf version information.
+    Version(system_cli::VersionArgs),
+    /// Display system-wide information.
+    Info(system_cli::InfoArgs),
+    /// List port mappings of a container.
+    Port(system_cli::PortArgs),
 }
 
 /// The error chain joined by ": ", each cause once (STYLE.md §3).
@@ -194,6 +203,10 @@ fn engine_main(cli: Cli) -> i32 {
                 Command::Top(a) => c::top(&engine, a),
                 Command::Container(cmd) => c::container(&engine, cmd),
                 Command::Events(a) => c::events(&engine, a),
+                Command::Stats(a) => system_cli::stats(&engine, a),
+                Command::Version(_) => unreachable!("dispatched before the engine opens"),
+                Command::Info(a) => system_cli::info(&engine, a),
+                Command::Port(a) => system_cli::port(&engine, a),
             }
         });
     match result {
@@ -259,6 +272,10 @@ fn main() {
         let cli = Cli::parse_from(args);
         match cli.command {
             Command::Runtime(rt) => runtime_cli::main(rt),
+            Command::Version(a) => system_cli::version(a).unwrap_or_else(|err| {
+                eprintln!("wharf: error: {}", chain(err.as_ref()));
+                125
+            }),
             _ => engine_main(cli),
         }
     };

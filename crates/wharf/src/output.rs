@@ -15,6 +15,18 @@ pub fn human_size(bytes: u64) -> String {
     format!("{}{}", significant(value, 3), UNITS[unit])
 }
 
+/// `1.5MiB`, `15.54GiB`, `0B` (go-units' BytesSize: base 1024, 4 digits).
+pub fn bytes_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", significant(value, 4), UNITS[unit])
+}
+
 /// `value` with `digits` significant digits, trailing zeros dropped (%g).
 fn significant(value: f64, digits: i32) -> String {
     if value == 0.0 {
@@ -121,6 +133,16 @@ mod tests {
         assert_eq!(human_size(12_340_000), "12.3MB");
         assert_eq!(human_size(1_000_000_000), "1GB");
         assert_eq!(human_size(1_500), "1.5kB");
+    }
+
+    #[test]
+    fn binary_sizes_as_docker_prints_them() {
+        assert_eq!(bytes_size(0), "0B");
+        assert_eq!(bytes_size(1000), "1000B");
+        assert_eq!(bytes_size(1536), "1.5KiB");
+        assert_eq!(bytes_size(471_040), "460KiB");
+        assert_eq!(bytes_size(16_686_620_672), "15.54GiB");
+        assert_eq!(bytes_size(3 << 20), "3MiB");
     }
 
     #[test]

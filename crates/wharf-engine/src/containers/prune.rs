@@ -35,7 +35,7 @@ impl Engine {
                 continue;
             }
             let size = self.container_size(&c).map(|(rw, _)| rw).unwrap_or(0);
-            match self.remove_container(record.id.as_str(), false) {
+            match self.remove_container(record.id.as_str(), false, false) {
                 Ok(_) => {
                     report.reclaimed += size;
                     report.removed.push(record.id.clone());
