@@ -13,6 +13,7 @@ mod run;
 mod runtime_cli;
 mod runtime_security;
 mod seccomp;
+mod system;
 mod volume;
 
 use std::path::Path;
