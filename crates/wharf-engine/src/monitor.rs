@@ -500,6 +500,8 @@ impl Monitor {
             }
             let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
             drop(fds);
+            // Clients accepted below were not polled this round.
+            let polled = clients.len();
 
             if !ready[1].is_empty() {
                 while let Ok((socket, _)) = listener.accept() {
@@ -527,7 +529,7 @@ impl Monitor {
                 }
             }
             let mut gone = Vec::new();
-            for (n, c) in clients.iter_mut().enumerate() {
+            for (n, c) in clients.iter_mut().enumerate().take(polled) {
                 let r = ready[first_client + n];
                 if r.is_empty() {
                     continue;

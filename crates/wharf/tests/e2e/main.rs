@@ -14,6 +14,7 @@ mod runtime_cli;
 mod runtime_security;
 mod seccomp;
 mod system;
+mod tty;
 mod volume;
 
 use std::path::Path;
