@@ -205,6 +205,31 @@ impl Root {
     pub fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path).map_err(to_io)
     }
+
+    /// Uses a directory descriptor (from [`Root::resolve`] of another root,
+    /// or of a trusted path) as the root of a hostile tree.
+    pub fn from_fd(fd: OwnedFd) -> Root {
+        Root {
+            inner: pathrs::Root::from_fd(fd),
+        }
+    }
+
+    /// The target of the symlink at `path` inside the root (stored text,
+    /// not resolved).
+    pub fn readlink(&self, path: &Path) -> io::Result<PathBuf> {
+        self.inner.readlink(path).map_err(to_io)
+    }
+}
+
+/// Reopens `fd` (an `O_PATH` descriptor from [`Root::resolve`]) for I/O with
+/// `flags` through libpathrs' safe procfs handle: the result is the very
+/// inode `fd` names, whatever has been renamed or swapped since. The caller
+/// checks the inode's type first (never reopen a device or fifo it did not
+/// mean to open).
+pub fn reopen(fd: BorrowedFd<'_>, flags: rustix::fs::OFlags) -> io::Result<File> {
+    let flags =
+        OpenFlags::from_bits_retain(u64::from((flags | rustix::fs::OFlags::CLOEXEC).bits()));
+    pathrs::HandleRef::from_fd(fd).reopen(flags).map_err(to_io)
 }
 
 impl AsFd for Root {
