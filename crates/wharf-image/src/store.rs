@@ -1128,7 +1128,6 @@ impl Store {
             serde_json::to_vec(&config).map_err(|e| ImageError::InvalidArgument {
                 reason: format!("encode image config: {e}"),
             })?;
-        let config_digest = self.inner.content.put(&config_bytes)?;
         let layer_descs: Vec<serde_json::Value> = layers
             .iter()
             .map(|l| {
@@ -1139,6 +1138,59 @@ impl Store {
                 })
             })
             .collect();
+        self.write_image(&config_bytes, layer_descs, names)
+    }
+
+    /// `commit`: an image of `base`'s layers (their blobs and media types
+    /// as recorded) and, on top, `layer` (imported uncompressed on top of
+    /// `base`'s last chain id; `None` when there was no change), with
+    /// `config`, whose `rootfs.diff_ids` are set here. Records it under
+    /// `names` (none: a dangling image). Hold a [`Lease`] from before the
+    /// layer was imported.
+    pub fn commit_child(
+        &self,
+        base: &Image,
+        mut config: ImageConfiguration,
+        layer: Option<&ImportedLayer>,
+        names: &[ImageRef],
+    ) -> Result<ImageId, ImageError> {
+        let mut diff_ids = config_diff_ids(&base.id, &base.config)?;
+        let mut layer_descs = base
+            .layers
+            .iter()
+            .map(|d| {
+                serde_json::to_value(d).map_err(|e| ImageError::InvalidArgument {
+                    reason: format!("encode layer descriptor: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(l) = layer {
+            diff_ids.push(l.diff_id.clone());
+            layer_descs.push(serde_json::json!({
+                "mediaType": media::oci_layer_media_type(Compression::None),
+                "digest": l.blob.as_str(),
+                "size": l.blob_size,
+            }));
+        }
+        config
+            .rootfs_mut()
+            .set_diff_ids(diff_ids.iter().map(ToString::to_string).collect());
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|e| ImageError::InvalidArgument {
+                reason: format!("encode image config: {e}"),
+            })?;
+        self.write_image(&config_bytes, layer_descs, names)
+    }
+
+    /// Stores `config_bytes` and an OCI manifest of it and `layer_descs`,
+    /// then records the manifest under `names`.
+    fn write_image(
+        &self,
+        config_bytes: &[u8],
+        layer_descs: Vec<serde_json::Value>,
+        names: &[ImageRef],
+    ) -> Result<ImageId, ImageError> {
+        let config_digest = self.inner.content.put(config_bytes)?;
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": media::OCI_MANIFEST,
