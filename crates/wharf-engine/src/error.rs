@@ -233,6 +233,14 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A path a `cp` reads does not exist in the container.
+    #[error("could not find the file {path} in container {container}")]
+    PathNotFound {
+        /// The path inside the container.
+        path: String,
+        /// The container's name.
+        container: String,
+    },
     /// A file or directory of the engine's state failed.
     #[error("{operation} {path}")]
     Io {
@@ -381,7 +389,7 @@ impl EngineError {
             | Self::UnknownCapability { .. } => ErrorKind::InvalidArgument,
             Self::ReadImageFile { .. } | Self::AssembleSpec(_) => ErrorKind::Internal,
             Self::NameInUse { .. } => ErrorKind::AlreadyExists,
-            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::NotFound { .. } | Self::PathNotFound { .. } => ErrorKind::NotFound,
             Self::Ambiguous { .. } | Self::InvalidTransition { .. } => ErrorKind::Conflict,
             Self::InvalidContainerName { .. } | Self::InvalidContainerId { .. } => {
                 ErrorKind::InvalidArgument

@@ -19,6 +19,7 @@ pub mod attach;
 mod config;
 mod exec;
 mod files;
+mod fs;
 mod lifecycle;
 mod prune;
 mod stats;
@@ -29,6 +30,9 @@ use std::time::SystemTime;
 
 pub use config::{ContainerConfig, HealthConfig, MountPoint, PullPolicy, RestartPolicy};
 pub use exec::ExecOptions;
+pub use fs::{
+    Change, ChangeKind, CommitRequest, ContainerFs, CopySource, Ownership, PathStat, Tree,
+};
 pub(crate) use lifecycle::{attach_socket_path, READY_OK};
 pub use lifecycle::{AttachStream, StartOptions};
 pub use prune::ContainerPruneReport;
