@@ -318,6 +318,14 @@ pub enum ContainerCommand {
     Top(TopArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// Copy files between a container and the host.
+    Cp(crate::containers_fs_cli::CpArgs),
+    /// Inspect changes to files on a container's filesystem.
+    Diff(crate::containers_fs_cli::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(crate::containers_fs_cli::ExportArgs),
+    /// Create a new image from a container's changes.
+    Commit(crate::containers_fs_cli::CommitArgs),
 }
 
 /// Runs a `container …` command.
@@ -341,6 +349,10 @@ pub fn container(engine: &Engine, cmd: ContainerCommand) -> anyhow::Result<i32> 
         ContainerCommand::Rename(a) => rename(engine, a),
         ContainerCommand::Top(a) => top(engine, a),
         ContainerCommand::Prune(a) => prune(engine, a),
+        ContainerCommand::Cp(a) => crate::containers_fs_cli::cp(engine, a),
+        ContainerCommand::Diff(a) => crate::containers_fs_cli::diff(engine, a),
+        ContainerCommand::Export(a) => crate::containers_fs_cli::export(engine, a),
+        ContainerCommand::Commit(a) => crate::containers_fs_cli::commit(engine, a),
     }
 }
 

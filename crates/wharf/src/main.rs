@@ -12,6 +12,7 @@
 
 mod attach;
 mod containers_cli;
+mod containers_fs_cli;
 mod format;
 mod images_cli;
 mod init;
@@ -130,6 +131,14 @@ enum Command {
     Info(system_cli::InfoArgs),
     /// List port mappings of a container.
     Port(system_cli::PortArgs),
+    /// Copy files between a container and the host.
+    Cp(containers_fs_cli::CpArgs),
+    /// Inspect changes to files on a container's filesystem.
+    Diff(containers_fs_cli::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(containers_fs_cli::ExportArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers_fs_cli::CommitArgs),
 }
 
 /// The error chain joined by ": ", each cause once (STYLE.md §3).
@@ -207,6 +216,10 @@ fn engine_main(cli: Cli) -> i32 {
                 Command::Version(_) => unreachable!("dispatched before the engine opens"),
                 Command::Info(a) => system_cli::info(&engine, a),
                 Command::Port(a) => system_cli::port(&engine, a),
+                Command::Cp(a) => containers_fs_cli::cp(&engine, a),
+                Command::Diff(a) => containers_fs_cli::diff(&engine, a),
+                Command::Export(a) => containers_fs_cli::export(&engine, a),
+                Command::Commit(a) => containers_fs_cli::commit(&engine, a),
             }
         });
     match result {
