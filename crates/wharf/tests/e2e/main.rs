@@ -7,6 +7,7 @@
 
 mod cgroups;
 mod containerd;
+mod fs;
 mod images;
 mod init;
 mod run;
