@@ -51,6 +51,7 @@ pub fn inspect(c: &Container, rootfs: &str, log_path: &str, driver: &str) -> Val
             v
         })
         .collect();
+    let health = r.health.clone();
     let labels: serde_json::Map<String, Value> = r
         .labels
         .iter()
@@ -76,6 +77,7 @@ pub fn inspect(c: &Container, rootfs: &str, log_path: &str, driver: &str) -> Val
             "Error": "",
             "StartedAt": rfc3339(r.started_at),
             "FinishedAt": rfc3339(r.finished_at),
+            "Health": health,
         },
         "Image": r.image_id,
         "ResolvConfPath": c.dir.join("resolv.conf"),

@@ -607,7 +607,15 @@ pub fn status_text(c: &Container) -> String {
     let code = r.exit_code.map_or("unknown".to_owned(), |c| c.to_string());
     match r.state {
         ContainerState::Created => "Created".into(),
-        ContainerState::Running => format!("Up {}", ago(r.started_at)),
+        ContainerState::Running => {
+            let health = match r.health.as_ref().and_then(|h| h["Status"].as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", ago(r.started_at))
+        }
         ContainerState::Paused => format!("Up {} (Paused)", ago(r.started_at)),
         ContainerState::Restarting => format!("Restarting ({code}) {} ago", ago(r.finished_at)),
         ContainerState::Exited => format!("Exited ({code}) {} ago", ago(r.finished_at)),
@@ -636,6 +644,7 @@ enum PsFilter {
     Label(String, Option<String>),
     Ancestor(String),
     Exited(i32),
+    Health(String),
 }
 
 fn ps_filter(s: &str) -> anyhow::Result<PsFilter> {
@@ -668,11 +677,17 @@ fn ps_filter(s: &str) -> anyhow::Result<PsFilter> {
             None => PsFilter::Label(v.to_owned(), None),
         },
         "ancestor" => PsFilter::Ancestor(v.to_owned()),
+        "health" => {
+            if !["starting", "healthy", "unhealthy", "none"].contains(&v) {
+                bail!("invalid filter 'health={v}': use starting, healthy, unhealthy or none");
+            }
+            PsFilter::Health(v.to_owned())
+        }
         "exited" => PsFilter::Exited(
             v.parse()
                 .map_err(|_| anyhow::anyhow!("invalid filter 'exited={v}': not a number"))?,
         ),
-        _ => bail!("invalid filter {k:?}: use name, id, status, label, ancestor or exited"),
+        _ => bail!("invalid filter {k:?}: use name, id, status, label, ancestor, exited or health"),
     })
 }
 
@@ -694,6 +709,14 @@ fn matches(engine: &Engine, c: &Container, f: &PsFilter) -> bool {
                 || engine.image_id_of(a).is_ok_and(|id| id == r.image_id)
         }
         PsFilter::Exited(code) => r.state == ContainerState::Exited && r.exit_code == Some(*code),
+        PsFilter::Health(h) => {
+            let status = r
+                .health
+                .as_ref()
+                .and_then(|v| v["Status"].as_str())
+                .unwrap_or("none");
+            status == h
+        }
     }
 }
 

@@ -7,7 +7,9 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use wharf_engine::containers::{CreateRequest, PullPolicy, RestartPolicy, VolumeMount};
+use wharf_engine::containers::{
+    CreateRequest, HealthRequest, PullPolicy, RestartPolicy, VolumeMount,
+};
 use wharf_engine::logs::LogConfig;
 use wharf_engine::spec::{
     BindMount, ContainerRequest, DeviceMapping, NetworkMode, Resources, SeccompOption,
@@ -157,7 +159,7 @@ pub struct CreateFlags {
     /// Network mode: `none` or `host`.
     #[arg(long, visible_alias = "net", default_value = "none")]
     pub network: String,
-    /// Health check command (accepted; not run yet, see `--no-healthcheck`).
+    /// Command to run to check health (`/bin/sh -c`).
     #[arg(long)]
     pub health_cmd: Option<String>,
     /// Time between health checks.
@@ -636,8 +638,21 @@ impl CreateFlags {
             .iter()
             .map(|a| key_value("--annotation", a))
             .collect::<anyhow::Result<_>>()?;
-        if self.health_cmd.is_some() && !self.no_healthcheck {
-            bail!("--health-cmd is not supported yet by Wharf's monitor");
+        let duration = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| wharf_engine::logs::parse_duration_arg(flag, s))
+                .transpose()
+        };
+        let health = HealthRequest {
+            disable: self.no_healthcheck,
+            cmd: self.health_cmd.clone(),
+            interval: duration("--health-interval", &self.health_interval)?,
+            timeout: duration("--health-timeout", &self.health_timeout)?,
+            retries: self.health_retries,
+            start_period: duration("--health-start-period", &self.health_start_period)?,
+        };
+        if health.disable && health.cmd.is_some() {
+            bail!("--no-healthcheck conflicts with --health-* options");
         }
         Ok(CreateRequest {
             image: self.image().to_owned(),
@@ -654,6 +669,7 @@ impl CreateFlags {
             init: self.init || self.init_path.is_some(),
             init_path: self.init_path.clone(),
             volumes,
+            health,
         })
     }
 }

@@ -82,7 +82,7 @@ impl Engine {
             .map_err(|e| command_error(e, &container))
     }
 
-    fn exec_process(
+    pub(crate) fn exec_process(
         &self,
         container: &Container,
         options: &ExecOptions,

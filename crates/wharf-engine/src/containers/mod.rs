@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub use crate::monitor::{HealthResult, HealthState};
 pub use config::{ContainerConfig, HealthConfig, MountPoint, PullPolicy, RestartPolicy};
 pub use exec::ExecOptions;
 pub use fs::{
@@ -79,6 +80,76 @@ pub struct CreateRequest {
     pub init_path: Option<PathBuf>,
     /// `-v NAME:/dst`, `-v /dst` and `--mount type=volume`.
     pub volumes: Vec<VolumeMount>,
+    /// `--health-*` flags, over the image's HEALTHCHECK.
+    pub health: HealthRequest,
+}
+
+/// `--health-cmd`, `--health-interval`, … and `--no-healthcheck`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthRequest {
+    /// `--no-healthcheck`: none, whatever the image says.
+    pub disable: bool,
+    /// `--health-cmd` (run with `/bin/sh -c`).
+    pub cmd: Option<String>,
+    /// `--health-interval`.
+    pub interval: Option<std::time::Duration>,
+    /// `--health-timeout`.
+    pub timeout: Option<std::time::Duration>,
+    /// `--health-retries`.
+    pub retries: Option<u32>,
+    /// `--health-start-period`.
+    pub start_period: Option<std::time::Duration>,
+}
+
+/// Docker's defaults: 30 s interval and timeout, 3 retries.
+const HEALTH_DEFAULT_NS: u64 = 30_000_000_000;
+const HEALTH_DEFAULT_RETRIES: u32 = 3;
+
+/// The image's `config.Healthcheck` (a Docker extension the OCI types do
+/// not carry) merged with the flags; `None` without a check.
+fn health_config(image_config: &[u8], request: &HealthRequest) -> Option<HealthConfig> {
+    if request.disable {
+        return None;
+    }
+    let raw: serde_json::Value = serde_json::from_slice(image_config).unwrap_or_default();
+    let image = &raw["config"]["Healthcheck"];
+    let ns = |v: &serde_json::Value| v.as_u64().filter(|n| *n > 0);
+    let test: Vec<String> = match &request.cmd {
+        Some(cmd) => vec!["CMD-SHELL".into(), cmd.clone()],
+        None => image["Test"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if test.is_empty() || test[0] == "NONE" {
+        return None;
+    }
+    let dur = |flag: Option<std::time::Duration>, key: &str, default: u64| {
+        flag.map(|d| d.as_nanos() as u64)
+            .filter(|n| *n > 0)
+            .or_else(|| ns(&image[key]))
+            .unwrap_or(default)
+    };
+    Some(HealthConfig {
+        test,
+        interval_ns: dur(request.interval, "Interval", HEALTH_DEFAULT_NS),
+        timeout_ns: dur(request.timeout, "Timeout", HEALTH_DEFAULT_NS),
+        retries: request
+            .retries
+            .filter(|r| *r > 0)
+            .or_else(|| {
+                image["Retries"]
+                    .as_u64()
+                    .map(|r| r as u32)
+                    .filter(|r| *r > 0)
+            })
+            .unwrap_or(HEALTH_DEFAULT_RETRIES),
+        start_period_ns: dur(request.start_period, "StartPeriod", 0),
+    })
 }
 
 /// A volume mounted into a container.
@@ -439,7 +510,7 @@ impl Engine {
                 .collect(),
             anonymous_volumes: guard.anonymous.iter().map(ToString::to_string).collect(),
             annotations: request.annotations.clone(),
-            health: None,
+            health: health_config(&image.config, &request.health),
             platform: format!("{}/{}", image_config.os(), image_config.architecture()),
         };
         let new = NewContainer {

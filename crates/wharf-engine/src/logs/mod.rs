@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::EngineError;
 
 pub use read::{read_logs, LogLine, ReadOptions};
-pub use time::{format_timestamp, parse_time_arg};
+pub use time::{format_timestamp, parse_duration_arg, parse_time_arg};
 pub use write::LogWriter;
 
 /// journald's native protocol socket (systemd.journal-fields(7)).

@@ -69,9 +69,26 @@ pub fn parse_time_arg(s: &str, now: SystemTime) -> Result<SystemTime, EngineErro
     }
 }
 
+/// A flag's Go duration (`30s`, `1m30s`, `1.5h`, `500ms`), non-negative,
+/// as `--health-interval` and the like take.
+///
+/// # Errors
+///
+/// The value is not a Go duration, or is negative.
+pub fn parse_duration_arg(flag: &str, s: &str) -> Result<std::time::Duration, EngineError> {
+    match parse_go_duration(s.trim()) {
+        Some(n) if n >= 0 => Ok(std::time::Duration::from_nanos(
+            u64::try_from(n).unwrap_or(u64::MAX),
+        )),
+        _ => Err(EngineError::invalid(format!(
+            "invalid {flag} {s:?}: expected a duration like 30s, 1m30s or 500ms"
+        ))),
+    }
+}
+
 /// Go's `time.ParseDuration` in nanoseconds: `[-+]` then one or more
 /// `<number>[.<fraction>]<unit>` with units ns, us, µs, ms, s, m, h.
-fn parse_go_duration(s: &str) -> Option<i128> {
+pub(crate) fn parse_go_duration(s: &str) -> Option<i128> {
     let (negative, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),

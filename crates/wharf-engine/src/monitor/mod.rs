@@ -17,7 +17,13 @@
 //! 5. when no restart follows: tells attached clients the exit code, and
 //!    with `--rm` removes the container.
 //!
+//! It also runs the container's health checks ([`health`]).
+//!
 //! Single-threaded (the runtime forks); SIGCHLD arrives on a signalfd.
+
+mod health;
+
+pub use health::{HealthResult, HealthState};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -426,26 +432,10 @@ impl Monitor {
             .map_err(sys("open /dev/null"))?;
             (null, None)
         };
-        let saved: Vec<OwnedFd> = [
-            rustix::stdio::stdin(),
-            rustix::stdio::stdout(),
-            rustix::stdio::stderr(),
-        ]
-        .into_iter()
-        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 10))
-        .collect::<Result<_, _>>()
-        .map_err(sys("save the monitor's stdio"))?;
-        let swap = |fds: [BorrowedFd<'_>; 3]| -> io::Result<()> {
-            for (n, fd) in fds.into_iter().enumerate() {
-                wharf_sys::fd::dup_onto(fd, n as i32)?;
-            }
-            Ok(())
-        };
-        swap([in_r.as_fd(), out_w.as_fd(), err_w.as_fd()])
-            .map_err(|e| (125, format!("hand the pipes to the container: {e}")))?;
-        let created = runtime.create(request);
-        swap([saved[0].as_fd(), saved[1].as_fd(), saved[2].as_fd()])
-            .map_err(|e| (125, format!("restore the monitor's stdio: {e}")))?;
+        let created = with_stdio([in_r.as_fd(), out_w.as_fd(), err_w.as_fd()], || {
+            runtime.create(request)
+        })
+        .map_err(|e| (125, format!("hand the pipes to the container: {e}")))?;
         let state = created.map_err(|e| classify(&e))?;
         Ok((state, out_r, Some(err_r), in_w))
     }
@@ -463,7 +453,22 @@ impl Monitor {
         let mut buf = vec![0u8; 64 * 1024];
         let mut out_open = true;
         let mut err_open = instance.err.is_some();
+        let mut prober = self.config.health.clone().map(health::Prober::new);
+        if let Some(p) = &prober {
+            self.save_health(&p.state);
+        }
         loop {
+            if let Some(p) = prober.as_mut() {
+                if p.due() {
+                    self.start_probe(p);
+                }
+                if let Some(pid) = p.overdue() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
             let throttled = clients
                 .iter()
                 .any(|c| c.pending.len() > CLIENT_BUFFER_LIMIT);
@@ -481,6 +486,10 @@ impl Monitor {
                 }
                 _ => None,
             };
+            let probe_idx = prober.as_ref().and_then(|p| p.probe.as_ref()).map(|probe| {
+                fds.push(PollFd::new(&probe.output, PollFlags::IN));
+                fds.len() - 1
+            });
             let first_client = fds.len();
             for c in clients.iter() {
                 let mut flags = PollFlags::IN;
@@ -489,7 +498,14 @@ impl Monitor {
                 }
                 fds.push(PollFd::new(&c.socket, flags));
             }
-            match rustix::event::poll(&mut fds, None) {
+            let timeout = prober.as_ref().map(|p| {
+                let t = p.timeout();
+                rustix::event::Timespec {
+                    tv_sec: t.as_secs() as i64,
+                    tv_nsec: i64::from(t.subsec_nanos()),
+                }
+            });
+            match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
@@ -547,9 +563,24 @@ impl Monitor {
             for n in gone.into_iter().rev() {
                 clients.remove(n);
             }
+            if let (Some(i), Some(p)) = (probe_idx, prober.as_mut()) {
+                if !ready[i].is_empty() {
+                    p.read_output();
+                }
+            }
             if !ready[0].is_empty() {
                 while let Ok(Some(_)) = sigfd.read_signal() {}
-                if let Some(code) = reap(instance.pid) {
+                let exited = reap();
+                if let Some(p) = prober.as_mut() {
+                    let probe_pid = p.probe.as_ref().map(|probe| probe.pid);
+                    if let Some(&(_, code)) = exited.iter().find(|(pid, _)| Some(*pid) == probe_pid)
+                    {
+                        p.exited(code);
+                        let state = p.state.clone();
+                        self.save_health(&state);
+                    }
+                }
+                if let Some(&(_, code)) = exited.iter().find(|(pid, _)| *pid == instance.pid) {
                     // Drain what the container wrote before it ended.
                     if out_open {
                         while relay(
@@ -566,6 +597,74 @@ impl Monitor {
                     }
                     return Some(code);
                 }
+            }
+        }
+    }
+
+    /// Starts a health check in the container (as `exec -d` does, its
+    /// output on a pipe); a check that cannot start is a failed result.
+    fn start_probe(&self, prober: &mut health::Prober) {
+        match self.spawn_probe(prober.command()) {
+            Ok((pid, output)) => prober.started(pid, output),
+            Err(reason) => {
+                prober.failed_to_start(&reason);
+                let state = prober.state.clone();
+                self.save_health(&state);
+            }
+        }
+    }
+
+    fn spawn_probe(&self, cmd: Vec<String>) -> Result<(i32, OwnedFd), String> {
+        let store = self.engine.containers().map_err(|e| render(&e))?;
+        let record = store.get_by_id(&self.id).map_err(|e| render(&e))?;
+        let container = self.engine.container_from(record).map_err(|e| render(&e))?;
+        let options = crate::containers::ExecOptions {
+            cmd,
+            ..Default::default()
+        };
+        let process = self
+            .engine
+            .exec_process(&container, &options)
+            .map_err(|e| render(&e))?;
+        let pid_file = self.dir.join("health.pid");
+        let _ = fs_err::remove_file(&pid_file);
+        let request = wharf_runtime::ExecRequest {
+            id: Engine::runtime_id(&self.id),
+            process: wharf_runtime::ExecProcess::Full(Box::new(process)),
+            pid_file: Some(pid_file.clone()),
+            console_socket: None,
+            preserve_fds: 0,
+            ignore_paused: false,
+        };
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| format!("create a pipe: {e}"))?;
+        let null = rustix::fs::open(
+            "/dev/null",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| format!("open /dev/null: {e}"))?;
+        let runtime = self.engine.runtime();
+        with_stdio([null.as_fd(), write.as_fd(), write.as_fd()], || {
+            runtime.exec(&request, wharf_runtime::Attach::Detach)
+        })
+        .map_err(|e| format!("hand a pipe to the health check: {e}"))?
+        .map_err(|e| render(&e))?;
+        drop(write);
+        let pid: i32 = fs_err::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| "the health check's pid is unknown".to_owned())?;
+        let _ = fs_err::remove_file(&pid_file);
+        let _ = set_nonblocking(read.as_fd());
+        Ok((pid, read))
+    }
+
+    fn save_health(&self, state: &health::HealthState) {
+        let value = serde_json::to_value(state).ok();
+        if let Ok(store) = self.engine.containers() {
+            if let Err(e) = store.set_health(&self.id, value.as_ref()) {
+                tracing::warn!(container = %self.id, error = %render(&e), "record the health state");
             }
         }
     }
@@ -661,18 +760,42 @@ impl Monitor {
 }
 
 /// Reaps every exited child; the init's exit code if it was among them.
-fn reap(init: i32) -> Option<i32> {
-    let mut found = None;
+/// Reaps every exited child: `(pid, exit code)` of each (128 + signal when
+/// killed).
+fn reap() -> Vec<(i32, i32)> {
+    let mut found = Vec::new();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => found = Some(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init => {
-                found = Some(128 + sig as i32)
-            }
+            Ok(WaitStatus::Exited(pid, code)) => found.push((pid.as_raw(), code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => found.push((pid.as_raw(), 128 + sig as i32)),
             Ok(WaitStatus::StillAlive) | Err(_) => return found,
             Ok(_) => {}
         }
     }
+}
+
+/// Runs `f` with `fds` as this process's stdin, stdout and stderr (what the
+/// runtime hands to the process it starts), then puts the monitor's own
+/// back.
+fn with_stdio<T>(fds: [BorrowedFd<'_>; 3], f: impl FnOnce() -> T) -> io::Result<T> {
+    let saved: Vec<OwnedFd> = [
+        rustix::stdio::stdin(),
+        rustix::stdio::stdout(),
+        rustix::stdio::stderr(),
+    ]
+    .into_iter()
+    .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 10))
+    .collect::<Result<_, _>>()?;
+    let swap = |fds: [BorrowedFd<'_>; 3]| -> io::Result<()> {
+        for (n, fd) in fds.into_iter().enumerate() {
+            wharf_sys::fd::dup_onto(fd, n as i32)?;
+        }
+        Ok(())
+    };
+    swap(fds)?;
+    let out = f();
+    swap([saved[0].as_fd(), saved[1].as_fd(), saved[2].as_fd()])?;
+    Ok(out)
 }
 
 /// Reads one chunk from `fd` into the log and the clients; `false` at end

@@ -58,6 +58,9 @@ const MIGRATIONS: &[&str] = &[
     // 3: `stop`/`kill`/`rm -f` ask the monitor not to apply the restart
     // policy to the exit they cause (Docker's HasBeenManuallyStopped).
     "ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;",
+    // 4: the health check's state (JSON: status, failing streak, last
+    // results), written by the monitor.
+    "ALTER TABLE containers ADD COLUMN health TEXT;",
 ];
 
 /// How long a connection waits for another process's write lock before it

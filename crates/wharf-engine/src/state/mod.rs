@@ -137,6 +137,8 @@ pub struct ContainerRecord {
     /// `stop`, `kill` or `rm -f` asked for the current exit: the restart
     /// policy does not apply to it (cleared by `start`).
     pub stop_requested: bool,
+    /// The health check's state as JSON (opaque here), when it has one.
+    pub health: Option<serde_json::Value>,
 }
 
 /// A state change, applied by [`ContainerStore::transition`].
@@ -230,7 +232,7 @@ pub struct ContainerStore {
 }
 
 const COLUMNS: &str = "id, name, image_id, image_name, created, config, labels, state, pid, \
-     exit_code, started_at, finished_at, restart_count, monitor_pid, stop_requested";
+     exit_code, started_at, finished_at, restart_count, monitor_pid, stop_requested, health";
 
 /// How many names [`ContainerStore::create_with_random_name`] tries.
 const NAME_ATTEMPTS: u32 = 16;
@@ -539,6 +541,25 @@ impl ContainerStore {
         Ok(())
     }
 
+    /// Records the health check's state (`None` clears it).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub fn set_health(
+        &self,
+        id: &ContainerId,
+        health: Option<&serde_json::Value>,
+    ) -> Result<(), EngineError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE containers SET health = ?2 WHERE id = ?1",
+            params![id.as_str(), health.map(ToString::to_string)],
+        )
+        .map_err(db("record a health check"))?;
+        Ok(())
+    }
+
     pub fn rename(&self, id: &ContainerId, name: &ContainerName) -> Result<(), EngineError> {
         let mut conn = self.conn();
         let tx = conn
@@ -761,6 +782,11 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRecord> {
         restart_count: r.get(12)?,
         monitor_pid: r.get(13)?,
         stop_requested: r.get(14)?,
+        health: r
+            .get::<_, Option<String>>(15)?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| conversion_error(15, e.to_string()))?,
     })
 }
 

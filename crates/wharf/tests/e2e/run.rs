@@ -840,3 +840,116 @@ fn fifty_parallel_runs_and_removals_stay_consistent() {
     // The database answers and is consistent.
     w.ok(&["run", "--rm", "busybox", "true"]);
 }
+
+#[test]
+fn health_checks_and_log_drivers() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /tmp/ready && echo fine",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(w.ok(&["ps"]).contains("(health: starting)") || w.ok(&["ps"]).contains("(unhealthy)"));
+    w.eventually("unhealthy", || {
+        w.inspect("hc", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    assert_eq!(
+        w.ok(&["ps", "-q", "--filter", "health=unhealthy"])
+            .lines()
+            .count(),
+        1
+    );
+    w.ok(&["exec", "hc", "touch", "/tmp/ready"]);
+    w.eventually("healthy", || {
+        w.inspect("hc", "{{.State.Health.Status}}") == "healthy"
+    });
+    let health: serde_json::Value =
+        serde_json::from_str(&w.inspect("hc", "{{json .State.Health}}")).unwrap();
+    let last = health["Log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["ExitCode"].as_i64(), last["Output"].as_str()),
+        (Some(0), Some("fine\n"))
+    );
+    assert!(w.ok(&["ps"]).contains("(healthy)"));
+    // A check past its timeout is killed and fails.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    w.eventually("the timeout", || {
+        w.inspect("slow", "{{.State.Health.Status}}") == "unhealthy"
+    });
+    let out = w.inspect("slow", "{{json .State.Health.Log}}");
+    assert!(out.contains("exceeded timeout"), "{out}");
+    // --no-healthcheck: none.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(w.inspect("none", "{{json .State.Health}}"), "null");
+
+    // --log-driver none keeps nothing to read; json-file rotates.
+    w.ok(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "lost",
+    ]);
+    let (_, err) = w.fails(&["logs", "quiet"]);
+    assert!(err.contains("does not support reading"), "{err}");
+    w.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    let logs = w.ok(&["logs", "chatty"]);
+    assert!(
+        logs.ends_with("line-299\n") && !logs.contains("line-0\n"),
+        "rotated logs: {logs}"
+    );
+    let (_, err) = w.fails(&["run", "--log-opt", "max-file=2", "busybox", "true"]);
+    assert!(err.contains("max-size"), "{err}");
+}
