@@ -344,10 +344,18 @@ inner_main() {
     "$WHARF" --root "$WR" import "$WORK/busybox.tar" bench/busybox:latest >/dev/null \
         || die "wharf import failed"
 
+    # podman's defaults for root (nofile 1048576, nproc 4194304) are above the
+    # host's hard limits, and without CAP_SYS_RESOURCE (not in this VM's
+    # bounding set) runc cannot raise them: "error setting rlimit type 6". podman
+    # also lowers its own RLIMIT_NPROC to 32768, which its children inherit.
+    local nofile nproc
+    nofile=$(ulimit -Hn)
+    nproc=$(ulimit -Hu)
+    [[ $nofile =~ ^[0-9]+$ ]] && ((nofile <= 1048576)) || nofile=1048576
+    [[ $nproc =~ ^[0-9]+$ ]] && ((nproc <= 32768)) || nproc=32768
     cat >"$PR/containers.conf" <<EOF
 [containers]
-# The host's hard RLIMIT_NOFILE is $(ulimit -Hn): podman's default (1048576) is above it.
-default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)"]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
