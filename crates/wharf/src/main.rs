@@ -34,9 +34,10 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "wharf", version, about)]
 struct Cli {
-    /// Store and state root.
-    #[arg(long, global = true, default_value = wharf_engine::DEFAULT_ROOT)]
-    root: std::path::PathBuf,
+    /// Store and state root (default: /var/lib/wharf for root,
+    /// $XDG_DATA_HOME/wharf, else ~/.local/share/wharf, for a user).
+    #[arg(long, global = true)]
+    root: Option<std::path::PathBuf>,
     /// Storage driver: overlay (default) or vfs.
     #[arg(long, global = true)]
     storage_driver: Option<String>,
@@ -141,6 +142,22 @@ enum Command {
     Commit(containers_fs_cli::CommitArgs),
 }
 
+/// Podman's defaults: the system root for root, the XDG data directory for
+/// a user.
+fn default_root() -> std::path::PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return std::path::PathBuf::from(wharf_engine::DEFAULT_ROOT);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from(wharf_engine::DEFAULT_ROOT));
+    data.join("wharf")
+}
+
 /// The error chain joined by ": ", each cause once (STYLE.md §3).
 pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -169,7 +186,7 @@ fn engine_main(cli: Cli) -> i32 {
         .without_time()
         .try_init();
     let options = wharf_engine::EngineOptions {
-        root: cli.root.clone(),
+        root: cli.root.clone().unwrap_or_else(default_root),
         storage_driver: cli.storage_driver.clone(),
     };
     let result = wharf_engine::Engine::open(&options)
