@@ -80,8 +80,10 @@ pub fn ensure_sealed() -> io::Result<SealState> {
 }
 
 /// Builds a sealed image of the running binary: a read-only detached clone
-/// of the file's mount, or a sealed memfd copy.
-fn sealed_image() -> io::Result<OwnedFd> {
+/// of the file's mount, or a sealed memfd copy (close-on-exec). A process
+/// spawned from it (`/proc/self/fd/N` as the program) starts sealed, so
+/// [`ensure_sealed`] in it has nothing to re-execute.
+pub fn sealed_image() -> io::Result<OwnedFd> {
     let exe = rustix::fs::open(
         "/proc/self/exe",
         OFlags::PATH | OFlags::CLOEXEC,

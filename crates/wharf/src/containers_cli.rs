@@ -407,8 +407,13 @@ fn write_cidfile(flags: &CreateFlags, c: &Container) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn create_container(engine: &Engine, flags: &CreateFlags) -> anyhow::Result<Container> {
-    let request = flags.request()?;
+fn create_container(
+    engine: &Engine,
+    flags: &CreateFlags,
+    start_next: bool,
+) -> anyhow::Result<Container> {
+    let mut request = flags.request()?;
+    request.start_next = start_next;
     ensure_image(engine, flags)?;
     let container = engine.create_container(&request)?;
     if let Err(e) = write_cidfile(flags, &container) {
@@ -420,7 +425,7 @@ fn create_container(engine: &Engine, flags: &CreateFlags) -> anyhow::Result<Cont
 
 /// Runs `create`.
 pub fn create(engine: &Engine, a: CreateArgs) -> anyhow::Result<i32> {
-    let c = create_container(engine, &a.flags)?;
+    let c = create_container(engine, &a.flags, false)?;
     println!("{}", c.record.id);
     Ok(0)
 }
@@ -428,7 +433,7 @@ pub fn create(engine: &Engine, a: CreateArgs) -> anyhow::Result<i32> {
 /// Runs `run`.
 pub fn run(engine: &Engine, a: RunArgs) -> anyhow::Result<i32> {
     let detach_keys = parse_detach_keys(&a.detach_keys)?;
-    let container = create_container(engine, &a.flags)?;
+    let container = create_container(engine, &a.flags, true)?;
     let id = container.record.id.to_string();
     let attach = (!a.detach).then_some(Streams {
         stdin: a.flags.interactive,
@@ -809,7 +814,43 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
         table.push_str("\t{{.Size}}");
     }
     let format = crate::format::Format::parse(a.format.as_deref().unwrap_or(""));
-    out = crate::format::render_rows(&format, &table, PS_HEADERS, &rows)?;
+    out = if format == crate::format::Format::Table {
+        // The default table needs no template engine (cheaper with many
+        // containers).
+        let mut header = vec![
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ];
+        let mut keys = vec![
+            "ID",
+            "Image",
+            "Command",
+            "RunningFor",
+            "Status",
+            "Ports",
+            "Names",
+        ];
+        if a.size {
+            header.push("SIZE");
+            keys.push("Size");
+        }
+        let mut t = Table::new(&header);
+        for r in &rows {
+            t.row(
+                keys.iter()
+                    .map(|k| r[*k].as_str().unwrap_or_default().to_owned())
+                    .collect(),
+            );
+        }
+        t.render()
+    } else {
+        crate::format::render_rows(&format, &table, PS_HEADERS, &rows)?
+    };
     print!("{out}");
     Ok(0)
 }

@@ -670,6 +670,7 @@ impl CreateFlags {
             init_path: self.init_path.clone(),
             volumes,
             health,
+            start_next: false,
         })
     }
 }

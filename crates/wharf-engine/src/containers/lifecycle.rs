@@ -156,9 +156,19 @@ impl Engine {
         if let Some(a) = attach {
             fds.push((a.as_fd(), 4));
         }
-        let exe = Path::new("/proc/self/exe");
-        wharf_sys::process::spawn_session(exe, &args, &env, log.as_fd(), &fds)
+        // The monitor forks containers, so it must run sealed
+        // (CVE-2019-5736): spawned from a sealed image of this binary it
+        // starts sealed instead of re-executing itself to get there. Moved
+        // above the fixed numbers so placing fds 3 and 4 cannot close it
+        // before the exec resolves its path.
+        let sealed = wharf_sys::exe::sealed_image()
+            .and_then(|fd| Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 100)?))
+            .map_err(io_err("seal the binary for the monitor of", &container.dir))?;
+        use std::os::fd::AsRawFd as _;
+        let exe = std::path::PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
+        wharf_sys::process::spawn_session(&exe, &args, &env, log.as_fd(), &fds)
             .map_err(io_err("spawn the monitor of", &container.dir))?;
+        drop(sealed);
         Ok(())
     }
 

@@ -82,6 +82,10 @@ pub struct CreateRequest {
     pub volumes: Vec<VolumeMount>,
     /// `--health-*` flags, over the image's HEALTHCHECK.
     pub health: HealthRequest,
+    /// The caller starts the container right after (`run`): its rootfs
+    /// stays mounted for the monitor instead of being unmounted and
+    /// mounted again (`rm` unmounts it if the start never comes).
+    pub start_next: bool,
 }
 
 /// `--health-cmd`, `--health-interval`, … and `--no-healthcheck`.
@@ -461,7 +465,9 @@ impl Engine {
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(EngineError::AssembleSpec)?;
         files::write_file(&dir.join("config.json"), &spec_json)?;
         // Mounted again by the monitor at each start.
-        self.images.unmount_rootfs(id.as_str())?;
+        if !request.start_next {
+            self.images.unmount_rootfs(id.as_str())?;
+        }
 
         let config_section = image_config.config().clone().unwrap_or_default();
         let (entrypoint, cmd) = split_command(
