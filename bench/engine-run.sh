@@ -72,6 +72,12 @@ median_of_file() {
     sort -g "$1" | awk '{ a[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
 }
 mem_available_kib() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
+# memcg_kib: memory charged to the bench's own memory cgroup (every process
+# the bench starts, monitors included, but not the containers, which the
+# engines move to cgroups of their own), or 0 without one.
+memcg_kib() {
+    if [[ -n ${MEMCG_USAGE:-} ]]; then echo $(($(<"$MEMCG_USAGE") / 1024)); else echo 0; fi
+}
 
 # pids_in_ns NS: processes whose mount namespace is NS (a `mnt:[inode]` link).
 pids_in_ns() {
@@ -162,8 +168,14 @@ inner_cleanup() {
     ns=$(readlink /proc/$$/ns/mnt)
     mapfile -t left < <(pids_in_ns "$ns" | grep -vx -e "$$" || true)
     if ((${#left[@]})); then
+        local p
         mapfile -t left < <(descendants "${left[@]}" | grep -vx -e "$$" || true)
-        log "killing leftover processes: ${left[*]}"
+        local alive=()
+        for p in "${left[@]}"; do [[ ! -e /proc/$p ]] || alive+=("$p"); done
+        left=("${alive[@]}")
+        for p in "${left[@]}"; do
+            log "killing leftover process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-100)"
+        done
         kill -KILL "${left[@]}" 2>/dev/null || true
         sleep 0.5
     fi
@@ -182,8 +194,13 @@ hf() {
     else
         args+=(--runs "$runs")
     fi
-    "${args[@]}" "${CMD[$key]}" </dev/null >>"$WORK/$key.hyperfine.log" 2>&1 \
-        || { tail -n 20 "$WORK/$key.hyperfine.log" >&2; die "$key: hyperfine failed: ${CMD[$key]}"; }
+    if ! "${args[@]}" "${CMD[$key]}" </dev/null >>"$WORK/$key.hyperfine.log" 2>&1; then
+        tail -n 5 "$WORK/$key.hyperfine.log" >&2
+        log "$key failed; its output, run once more:"
+        # shellcheck disable=SC2086 # the command line is plain words
+        ${CMD[$key]//\{i\}/x} </dev/null >&2 || true
+        die "$key: hyperfine failed: ${CMD[$key]}"
+    fi
 }
 
 # blocks PREFIX N KEY...: N timed runs of each KEY's command in 3 blocks that
@@ -236,6 +253,10 @@ engine_cli() {
         podman) E=("${PODMAN[@]}") ;;
         docker) E=("${DOCKER[@]}") ;;
     esac
+    # `rm -f`: wharf and docker kill at once; podman sends SIGTERM and waits
+    # 10 s first, which `sleep` as pid 1 ignores.
+    RMF=(rm -f)
+    [[ $1 != podman ]] || RMF=(rm -f -t 0)
 }
 engine_image() {
     case $1 in
@@ -250,18 +271,21 @@ engine_image() {
 # PATTERN): VmRSS, RssAnon, RssFile from status, Pss, Private_Clean,
 # Private_Dirty from smaps_rollup; MemAvailable before and after. Removes them.
 monitor_memory() {
-    local engine=$1 count=$2 pattern=$3 i before after pid ppid img out=$RES/monitors-$1.tsv
+    local engine=$1 count=$2 pattern=$3 i before after removed pid ppid img out=$RES/monitors-$1.tsv
     engine_cli "$engine"
     img=$(engine_image "$engine")
     sync
     sleep 1
     before=$(for _ in 1 2 3; do mem_available_kib; sleep 0.3; done | sort -n | sed -n 2p)
+    local cg_before cg_after cg_removed
+    cg_before=$(memcg_kib)
     for ((i = 1; i <= count; i++)); do
         "${E[@]}" run -d --name "wb-mon-$i" --network none "$img" sleep 1000 >/dev/null \
             || die "$engine run -d wb-mon-$i failed"
     done
     sleep 2
     after=$(for _ in 1 2 3; do mem_available_kib; sleep 0.3; done | sort -n | sed -n 2p)
+    cg_after=$(memcg_kib)
     printf 'name\tinit_pid\tmonitor_pid\tVmRSS\tRssAnon\tRssFile\tPss\tPrivate_Clean\tPrivate_Dirty\tcmdline\n' >"$out"
     for ((i = 1; i <= count; i++)); do
         pid=$("${E[@]}" inspect -f '{{.State.Pid}}' "wb-mon-$i")
@@ -279,10 +303,14 @@ monitor_memory() {
             "$(awk '/^Private_Dirty:/ { print $2 }' "/proc/$ppid/smaps_rollup")" \
             "${cmdline:0:120}" >>"$out"
     done
-    echo "$before $after" >"$RES/memavail-$engine"
     local names=()
     for ((i = 1; i <= count; i++)); do names+=("wb-mon-$i"); done
-    "${E[@]}" rm -f "${names[@]}" >/dev/null || die "$engine rm -f of the monitor containers failed"
+    "${E[@]}" "${RMF[@]}" "${names[@]}" >/dev/null || die "$engine rm -f of the monitor containers failed"
+    sleep 2
+    removed=$(for _ in 1 2 3; do mem_available_kib; sleep 0.3; done | sort -n | sed -n 2p)
+    cg_removed=$(memcg_kib)
+    echo "$before $after $removed" >"$RES/memavail-$engine"
+    echo "$cg_before $cg_after $cg_removed" >"$RES/memcg-$engine"
 }
 
 # create_many ENGINE COUNT: COUNT created (not started) containers.
@@ -302,6 +330,8 @@ start_docker() {
     local d=$BASE/engine-docker
     mkdir -p "$d"/{data,exec,client}
     echo '{}' >"$d/daemon.json"
+    # podman reads DOCKER_CONFIG too (for credentials) and wants the file there.
+    echo '{}' >"$d/client/config.json"
     export DOCKER_HOST=unix://$d/docker.sock DOCKER_CONFIG=$d/client
     dockerd --config-file "$d/daemon.json" --data-root "$d/data" --exec-root "$d/exec" \
         --pidfile "$d/docker.pid" -H "$DOCKER_HOST" --bridge none --iptables=false \
@@ -330,6 +360,12 @@ inner_main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     isolate_mounts
+    # A memory cgroup of the bench's own (made by main), joined here.
+    if [[ -n ${MEMCG:-} && -d $MEMCG ]]; then
+        echo $$ >"$MEMCG/cgroup.procs"
+        if [[ -f $MEMCG/memory.usage_in_bytes ]]; then MEMCG_USAGE=$MEMCG/memory.usage_in_bytes
+        elif [[ -f $MEMCG/memory.current ]]; then MEMCG_USAGE=$MEMCG/memory.current; fi
+    fi
 
     WR=$BASE/engine-wharf
     PR=$BASE/engine-podman
@@ -382,7 +418,7 @@ EOF
         log "starting dockerd (data-root $DR/data)"
         if start_docker; then
             HAVE_DOCKER=1
-            "${DOCKER[@]}" import -q "$WORK/busybox.tar" bench/busybox:latest >/dev/null \
+            "${DOCKER[@]}" import "$WORK/busybox.tar" bench/busybox:latest >/dev/null \
                 || die "docker import failed"
         fi
     fi
@@ -418,7 +454,7 @@ EOF
     blocks exec "$N" "${exec_keys[@]}"
     for e in "${engines[@]}"; do
         engine_cli "$e"
-        "${E[@]}" rm -f wb-exec >/dev/null || die "$e rm -f wb-exec failed"
+        "${E[@]}" "${RMF[@]}" wb-exec >/dev/null || die "$e rm -f wb-exec failed"
     done
 
     # --- 3. client peak RSS (small store) --------------------------------------------
@@ -486,6 +522,9 @@ outer_cleanup() {
             kill -KILL "${left[@]}" 2>/dev/null || true
             sleep 0.5
         fi
+    fi
+    if [[ -f $WORK_HOST/memcg ]]; then
+        rmdir "$(<"$WORK_HOST/memcg")" 2>/dev/null || log "warning: could not remove $(<"$WORK_HOST/memcg")"
     fi
     # Cgroup parents this run created (empty once every container is gone).
     local c p
@@ -582,10 +621,29 @@ main() {
     for c in /sys/fs/cgroup/*/; do
         for p in "${CGROUP_PARENTS[@]}"; do [[ ! -d $c$p ]] || echo "$c$p"; done
     done >"$WORK_HOST/cgroups-before"
+    MEMCG=
+    for c in /sys/fs/cgroup/memory /sys/fs/cgroup; do
+        if [[ -f $c/memory.usage_in_bytes || -f $c/cgroup.controllers ]]; then
+            MEMCG=$c/wharf-bench-engine-$$
+            mkdir "$MEMCG" 2>/dev/null && echo "$MEMCG" >"$WORK_HOST/memcg" || MEMCG=
+            break
+        fi
+    done
     {
-        declare -p N PS_COUNT PS_ENGINES MONITORS WANT_DOCKER WHARF WHARF_RUNC RES DOCKER_WHY \
+        declare -p N PS_COUNT PS_ENGINES MONITORS WANT_DOCKER WHARF WHARF_RUNC RES DOCKER_WHY MEMCG \
             | sed 's/^declare -[a-z-]* /declare -g /'
     } >"$WORK_HOST/conf.sh"
+
+    # Every engine's binaries start from the same page-cache state: evicted,
+    # then read back by their own runs (a freshly written binary sits in large
+    # folios that map whole and inflate the resident set; see runtime-run.sh).
+    local bin
+    for bin in "$WHARF" "$WHARF_RUNC" crun runc podman conmon dockerd containerd \
+        containerd-shim-runc-v2 /usr/bin/docker; do
+        bin=$(command -v "$bin" 2>/dev/null) || continue
+        dd if="$bin" iflag=nocache count=0 status=none 2>/dev/null \
+            || log "warning: could not evict $bin from the page cache"
+    done
 
     local load_start load_end t_start t_end
     load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -629,7 +687,7 @@ main() {
         echo
         echo "$t_start to $t_end, $os, kernel $(uname -r), ${cpu:-unknown CPU}, $(nproc) cores;" \
             "load average $load_start before, $load_end after."
-        echo "$("$WHARF" --version 2>&1 | head -n 1) (\`$WHARF\`, built $(date -u -r "$WHARF" '+%Y-%m-%d %H:%M UTC'), repo at $rev)," \
+        echo "$("$WHARF" --version 2>&1 | head -n 1) (\`$WHARF\`, installed $(date -u -r "$WHARF" '+%Y-%m-%d %H:%M UTC'); repo HEAD $rev at run time)," \
             "$(first_line podman --version) with $(first_line runc --version | sed 's/ version//'), $(first_line crun --version)," \
             "docker ${docker_version} (dockerd, containerd $(first_line containerd --version | awk '{ print $3 }'))."
         echo "Image: the busybox-static rootfs of lib.sh's bundle (bin/busybox, applet symlinks, etc/passwd, etc/group), one tar imported into each engine;" \
@@ -658,11 +716,15 @@ main() {
         rr+=("wharf \`ps -a\` ($ps_n containers) $(awk -v k="$(<"$RES/rss-ps-wharf")" 'BEGIN { printf "%.1f", k / 1024 }') MiB")
         echo "$(join_comma "${rr[@]}")."
         echo
-        echo "Per-container monitor, mean over $MONITORS running \`sleep 1000\` containers (KiB; MemAvailable drop per container includes the container's own process and the kernel's objects):"
+        echo "Per-container monitor, mean over $MONITORS running \`sleep 1000\` containers, KiB. MemAvailable is a host-wide cross-check," \
+            "per container, as the drop when the $MONITORS start / the rise when they are removed: it includes the container's own process," \
+            "its mounts, namespaces and cgroups, and whatever else the machine did meanwhile. \"bench memcg\" is the same for the memory cgroup" \
+            "the whole benchmark runs in (\`memory.usage_in_bytes\`: the engine's processes, the page cache and kernel memory they are" \
+            "charged for; not the containers, which sit in cgroups of their own; for docker it includes dockerd's and containerd's growth)."
         echo
-        echo "| monitor | VmRSS | RssAnon | RssFile | Pss | Private_Clean | Private_Dirty | MemAvailable drop / container |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-        local label f before after
+        echo "| monitor | VmRSS | RssAnon | RssFile | Pss | Private_Clean | Private_Dirty | MemAvailable per container (start / remove) | bench memcg per container (start / remove) |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        local label f before after removed cb ca cr
         for e in wharf podman docker; do
             f=$RES/monitors-$e.tsv
             [[ -f $f ]] || continue
@@ -671,11 +733,13 @@ main() {
                 podman) label="podman's conmon" ;;
                 docker) label="docker's containerd-shim-runc-v2" ;;
             esac
-            read -r before after <"$RES/memavail-$e"
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
+            read -r before after removed <"$RES/memavail-$e"
+            read -r cb ca cr <"$RES/memcg-$e"
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
                 "$(mean_col "$f" VmRSS)" "$(mean_col "$f" RssAnon)" "$(mean_col "$f" RssFile)" \
                 "$(mean_col "$f" Pss)" "$(mean_col "$f" Private_Clean)" "$(mean_col "$f" Private_Dirty)" \
-                "$(awk -v a="$before" -v b="$after" -v n="$MONITORS" 'BEGIN { printf "%.0f", (a - b) / n }')"
+                "$(awk -v a="$before" -v b="$after" -v c="$removed" -v n="$MONITORS" 'BEGIN { printf "%.0f / %.0f", (a - b) / n, (c - b) / n }')" \
+                "$(if ((cb)); then awk -v a="$cb" -v b="$ca" -v c="$cr" -v n="$MONITORS" 'BEGIN { printf "%.0f / %.0f", (b - a) / n, (b - c) / n }'; else echo -; fi)"
         done
         echo
         local rss_w rss_run rss_ps
@@ -688,8 +752,8 @@ main() {
             echo "| \`run --rm\` ≤ 0.15 × podman | $(awk -v a="$m_run_w" -v b="$m_run_p" 'BEGIN { printf "%.3f", a / b }') × | $(met "$(awk -v a="$m_run_w" -v b="$m_run_p" 'BEGIN { print a / b }')" 0.15) |"
         fi
         echo "| \`run --rm\` ≤ runtime-only + 15 ms | $(awk -v a="$m_run_w" -v b="$m_run_r" 'BEGIN { printf "%+.2f", a - b }') ms | $(met "$(awk -v a="$m_run_w" -v b="$m_run_r" 'BEGIN { print a - b }')" 15) |"
-        echo "| \`exec\` ≤ 15 ms | $m_ex_w ms | $(met "$m_ex_w" 15) |"
-        echo "| \`ps -a\` with $PS_COUNT containers ≤ 50 ms | $m_ps_w ms | $(met "$m_ps_w" 50) |"
+        echo "| \`exec\` ≤ 15 ms | $(printf '%.2f' "$m_ex_w") ms | $(met "$m_ex_w" 15) |"
+        echo "| \`ps -a\` with $PS_COUNT containers ≤ 50 ms | $(printf '%.2f' "$m_ps_w") ms | $(met "$m_ps_w" 50) |"
         echo "| client peak RSS ≤ 10 MiB (\`run --rm\`, \`ps -a\`) | $(printf '%.1f' "$rss_run"), $(printf '%.1f' "$rss_ps") MiB | $(met "$(awk -v a="$rss_run" -v b="$rss_ps" 'BEGIN { print (a > b ? a : b) }')" 10) |"
         echo "| monitor RSS ≤ 1 MiB per running container (VmRSS) | $(awk -v k="$rss_w" 'BEGIN { printf "%.2f", k / 1024 }') MiB | $(met "$rss_w" 1024) |"
         echo "| monitor Pss ≤ 1 MiB (shared pages split among the $MONITORS) | $(awk -v k="$(mean_col "$RES/monitors-wharf.tsv" Pss)" 'BEGIN { printf "%.2f", k / 1024 }') MiB | $(met "$(mean_col "$RES/monitors-wharf.tsv" Pss)" 1024) |"
