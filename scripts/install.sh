@@ -22,7 +22,7 @@ install -d "$prefix/bin"
 for bin in wharf wharf-runc wharf-init; do
     # Beside the target, then renamed: replaces an older install (or the
     # link earlier versions made) atomically.
-    install -m 0755 "target/$host/release/$bin" "$prefix/bin/$bin.new"
+    install -m 0755 "${CARGO_TARGET_DIR:-target}/$host/release/$bin" "$prefix/bin/$bin.new"
     mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
 done
 echo "installed $prefix/bin/wharf, $prefix/bin/wharf-runc and $prefix/bin/wharf-init"
