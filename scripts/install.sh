@@ -2,6 +2,8 @@
 # Builds Wharf in release mode and installs it:
 #   $PREFIX/bin/wharf        the binary
 #   $PREFIX/bin/wharf-init   the init for `run --init` (static: runs in any image)
+#   $PREFIX/bin/wharf-monitor the per-container monitor alone (one runs per
+#                            running container: built lean, as wharf-runc)
 #   $PREFIX/bin/wharf-runc   the runc-compatible runtime alone (the same code as
 #                            `wharf runtime`, built lean: it runs per container)
 # Usage: scripts/install.sh [PREFIX]   (default /usr/local)
@@ -17,12 +19,12 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 LIBSECCOMP_LINK_TYPE=static \
 LIBSECCOMP_LIB_PATH=$(pkg-config --variable=libdir libseccomp) \
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --locked --bin wharf --bin wharf-runc --bin wharf-init --target "$host"
+    cargo build --release --locked --bin wharf --bin wharf-runc --bin wharf-init --bin wharf-monitor --target "$host"
 install -d "$prefix/bin"
-for bin in wharf wharf-runc wharf-init; do
+for bin in wharf wharf-runc wharf-init wharf-monitor; do
     # Beside the target, then renamed: replaces an older install (or the
     # link earlier versions made) atomically.
     install -m 0755 "${CARGO_TARGET_DIR:-target}/$host/release/$bin" "$prefix/bin/$bin.new"
     mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
 done
-echo "installed $prefix/bin/wharf, $prefix/bin/wharf-runc and $prefix/bin/wharf-init"
+echo "installed $prefix/bin/wharf, wharf-runc, wharf-init and wharf-monitor"

@@ -84,11 +84,12 @@ pub fn ensure_sealed() -> io::Result<SealState> {
 /// spawned from it (`/proc/self/fd/N` as the program) starts sealed, so
 /// [`ensure_sealed`] in it has nothing to re-execute.
 pub fn sealed_image() -> io::Result<OwnedFd> {
-    let exe = rustix::fs::open(
-        "/proc/self/exe",
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    sealed_image_of(Path::new("/proc/self/exe"))
+}
+
+/// A sealed image of the executable at `path`, as [`sealed_image`].
+pub fn sealed_image_of(path: &Path) -> io::Result<OwnedFd> {
+    let exe = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
     match readonly_clone(exe.as_fd()) {
         Ok(fd) => Ok(fd),
         Err(err) => {

@@ -17,6 +17,7 @@ mod format;
 mod images_cli;
 mod init;
 mod log;
+mod monitor_main;
 mod output;
 mod proc_info;
 mod progress;
@@ -249,38 +250,6 @@ fn engine_main(cli: Cli) -> i32 {
     }
 }
 
-/// `wharf __monitor ROOT DRIVER ID` (spawned by `start` with the ready
-/// pipe on fd 3 and, when attaching, a socket on fd 4).
-fn monitor_main(args: Vec<OsString>) -> i32 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::WARN)
-        .with_target(false)
-        .try_init();
-    // The monitor forks the container's init: it must not run a writable
-    // host binary (CVE-2019-5736). fds 3 and 4 survive the re-exec.
-    if let Err(e) = wharf_sys::exe::ensure_sealed() {
-        eprintln!("wharf monitor: seal the binary: {e}");
-        return 1;
-    }
-    let [_, _, root, driver, id] = args.as_slice() else {
-        eprintln!("wharf monitor: usage: wharf __monitor ROOT DRIVER ID");
-        return 2;
-    };
-    let Some(ready) = wharf_sys::fd::take_inherited(3) else {
-        eprintln!("wharf monitor: no ready pipe on fd 3");
-        return 2;
-    };
-    let attach = wharf_sys::fd::take_inherited(4);
-    wharf_engine::monitor::run(
-        Path::new(root),
-        &driver.to_string_lossy(),
-        &id.to_string_lossy(),
-        ready,
-        attach,
-    )
-}
-
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
     let invoked_as = args
@@ -293,7 +262,7 @@ fn main() {
         std::process::exit(init::main(args));
     }
     if args.get(1).is_some_and(|a| a == "__monitor") {
-        std::process::exit(monitor_main(args));
+        std::process::exit(monitor_main::main(args));
     }
     let code = if invoked_as == "wharf-runc" || invoked_as == "runc" {
         let cli = runtime_cli::RuntimeCli::parse_from(args);

@@ -161,9 +161,18 @@ impl Engine {
         // starts sealed instead of re-executing itself to get there. Moved
         // above the fixed numbers so placing fds 3 and 4 cannot close it
         // before the exec resolves its path.
-        let sealed = wharf_sys::exe::sealed_image()
-            .and_then(|fd| Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 100)?))
-            .map_err(io_err("seal the binary for the monitor of", &container.dir))?;
+        // The lean `wharf-monitor` beside this binary when installed,
+        // else this binary's own `__monitor` entry.
+        let beside = fs_err::read_link("/proc/self/exe")
+            .ok()
+            .map(|exe| exe.with_file_name("wharf-monitor"))
+            .filter(|p| p.is_file());
+        let sealed = match &beside {
+            Some(monitor) => wharf_sys::exe::sealed_image_of(monitor),
+            None => wharf_sys::exe::sealed_image(),
+        }
+        .and_then(|fd| Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 100)?))
+        .map_err(io_err("seal the binary for the monitor of", &container.dir))?;
         use std::os::fd::AsRawFd as _;
         let exe = std::path::PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
         wharf_sys::process::spawn_session(&exe, &args, &env, log.as_fd(), &fds)
@@ -351,8 +360,7 @@ impl Engine {
             id: record.id.short().to_owned(),
             source: Box::new(e),
         })?;
-        let record = store.transition(&record.id, transition)?;
-        let _ = store.append_event(&record.id, &record.name, action, &BTreeMap::new());
+        let record = store.transition_recorded(&record.id, transition, action, &BTreeMap::new())?;
         self.container_from(record)
     }
 

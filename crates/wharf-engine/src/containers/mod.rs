@@ -538,11 +538,7 @@ impl Engine {
             None => store.create_with_random_name(&new)?,
         };
         guard.armed = false;
-        let mut attributes = BTreeMap::new();
-        attributes.insert("image".to_owned(), request.image.clone());
-        if let Err(e) = store.append_event(&id, &name, "create", &attributes) {
-            tracing::warn!(container = %id, error = %e, "record the create event");
-        }
+        let _ = name;
         let record = store.get_by_id(&id)?;
         Ok(Container {
             record,
@@ -627,13 +623,13 @@ impl Engine {
         }
         tracing::info!(container = %record.id, "the container's monitor is gone: recording an unknown exit");
         self.release_runtime(&record.id);
-        let record = store.transition(&record.id, Transition::Exit { exit_code: None })?;
-        let mut attributes = BTreeMap::new();
-        attributes.insert("exitCode".to_owned(), "-1".to_owned());
-        if let Err(e) = store.append_event(&record.id, &record.name, "die", &attributes) {
-            tracing::warn!(container = %record.id, error = %e, "record the die event");
-        }
-        Ok(record)
+        let attributes = BTreeMap::from([("exitCode".to_owned(), "-1".to_owned())]);
+        store.transition_recorded(
+            &record.id,
+            Transition::Exit { exit_code: None },
+            "die",
+            &attributes,
+        )
     }
 
     /// Kills and deletes the container's runtime instance (if any) and
@@ -732,9 +728,6 @@ impl Engine {
             }
         }
         store.remove(&record.id)?;
-        if let Err(e) = store.append_event(&record.id, &record.name, "destroy", &BTreeMap::new()) {
-            tracing::warn!(container = %record.id, error = %e, "record the destroy event");
-        }
         Ok(())
     }
 

@@ -266,10 +266,14 @@ impl Monitor {
             let _ = log.flush();
             self.release();
             let store = self.engine.containers()?;
-            let record = store.transition(&self.id, Transition::Exit { exit_code: code })?;
-            let mut attributes = BTreeMap::new();
-            attributes.insert("exitCode".to_owned(), code.unwrap_or(-1).to_string());
-            let _ = store.append_event(&self.id, &self.name, "die", &attributes);
+            let attributes =
+                BTreeMap::from([("exitCode".to_owned(), code.unwrap_or(-1).to_string())]);
+            let record = store.transition_recorded(
+                &self.id,
+                Transition::Exit { exit_code: code },
+                "die",
+                &attributes,
+            )?;
             last_exit = code;
             if !self.config.restart.should_restart(
                 code,
@@ -378,15 +382,17 @@ impl Monitor {
         let pid = state.pid;
         let store = self.engine.containers().map_err(|e| fail(&e))?;
         store
-            .transition(
+            .transition_recorded(
                 &self.id,
                 Transition::Start {
                     pid,
                     monitor_pid: Some(rustix::process::getpid().as_raw_nonzero().get()),
                 },
+                "start",
+                &BTreeMap::new(),
             )
             .map_err(|e| fail(&e))?;
-        let _ = store.append_event(&self.id, &self.name, "start", &BTreeMap::new());
+
         Ok(Instance {
             pid,
             out,

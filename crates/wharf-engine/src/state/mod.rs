@@ -302,6 +302,8 @@ impl ContainerStore {
             }
             Err(e) => return Err(db("insert a container")(e)),
         }
+        let attributes = BTreeMap::from([("image".to_owned(), new.image_name.clone())]);
+        insert_event(&tx, &new.id, new.name.as_str(), "create", &attributes)?;
         tx.commit().map_err(db("commit a new container"))
     }
 
@@ -447,6 +449,31 @@ impl ContainerStore {
         id: &ContainerId,
         transition: Transition,
     ) -> Result<ContainerRecord, EngineError> {
+        self.transition_inner(id, transition, None)
+    }
+
+    /// [`ContainerStore::transition`] and its event (`start`, `die`, …) in
+    /// one transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`ContainerStore::transition`].
+    pub fn transition_recorded(
+        &self,
+        id: &ContainerId,
+        transition: Transition,
+        action: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<ContainerRecord, EngineError> {
+        self.transition_inner(id, transition, Some((action, attributes)))
+    }
+
+    fn transition_inner(
+        &self,
+        id: &ContainerId,
+        transition: Transition,
+        event: Option<(&str, &BTreeMap<String, String>)>,
+    ) -> Result<ContainerRecord, EngineError> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -509,6 +536,9 @@ impl ContainerStore {
                 read_row,
             )
             .map_err(db("read a container"))?;
+        if let Some((action, attributes)) = event {
+            insert_event(&tx, id, record.name.as_str(), action, attributes)?;
+        }
         tx.commit().map_err(db("commit a container state change"))?;
         Ok(record)
     }
@@ -591,14 +621,22 @@ impl ContainerStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("begin removing a container"))?;
-        let n = tx
-            .execute("DELETE FROM containers WHERE id = ?1", [id.as_str()])
-            .map_err(db("remove a container"))?;
-        if n == 0 {
+        let name: Option<String> = tx
+            .query_row(
+                "SELECT name FROM containers WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("read a container's name"))?;
+        let Some(name) = name else {
             return Err(EngineError::NotFound {
                 reference: id.to_string(),
             });
-        }
+        };
+        tx.execute("DELETE FROM containers WHERE id = ?1", [id.as_str()])
+            .map_err(db("remove a container"))?;
+        insert_event(&tx, id, &name, "destroy", &BTreeMap::new())?;
         tx.commit().map_err(db("commit removing a container"))
     }
 
@@ -618,19 +656,7 @@ impl ContainerStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("begin recording an event"))?;
-        tx.execute(
-            "INSERT INTO events (time, container_id, name, action, attributes)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                nanos(SystemTime::now()),
-                id.as_str(),
-                name.as_str(),
-                action,
-                labels_json(attributes)
-            ],
-        )
-        .map_err(db("record an event"))?;
-        let seq = tx.last_insert_rowid();
+        let seq = insert_event(&tx, id, name.as_str(), action, attributes)?;
         tx.commit().map_err(db("commit an event"))?;
         Ok(seq)
     }
@@ -759,6 +785,30 @@ fn json_column<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
     })
+}
+
+/// Appends an event inside the caller's transaction (one commit, one fsync,
+/// for a state change and its event).
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    id: &ContainerId,
+    name: &str,
+    action: &str,
+    attributes: &BTreeMap<String, String>,
+) -> Result<i64, EngineError> {
+    tx.execute(
+        "INSERT INTO events (time, container_id, name, action, attributes)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            nanos(SystemTime::now()),
+            id.as_str(),
+            name,
+            action,
+            labels_json(attributes)
+        ],
+    )
+    .map_err(db("record an event"))?;
+    Ok(tx.last_insert_rowid())
 }
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRecord> {
