@@ -571,7 +571,8 @@ impl Engine {
     }
 
     /// `ps`: all containers (`all`) or those up, newest first, states
-    /// brought up to date.
+    /// brought up to date (their `record.config` JSON is left out: it is
+    /// parsed into `config`).
     ///
     /// # Errors
     ///
@@ -584,7 +585,11 @@ impl Engine {
             if !all && !record.state.is_up() {
                 continue;
             }
-            out.push(self.container_from(record)?);
+            let mut container = self.container_from(record)?;
+            // Parsed into `config`: the raw JSON would double what a list
+            // of hundreds of containers holds.
+            container.record.config = serde_json::Value::Null;
+            out.push(container);
         }
         Ok(out)
     }

@@ -89,6 +89,15 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     set_wal(&conn)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(db("set the container database's synchronous mode"))?;
+    // Every command is a short-lived process: keep the WAL when the last
+    // connection closes rather than checkpointing and deleting it for the
+    // next process to recreate (extra fsyncs each time); checkpoints run
+    // as it grows.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(db("keep the container database's WAL on close"))?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }
