@@ -779,44 +779,27 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
         print!("{out}");
         return Ok(0);
     }
-    let rows: Vec<serde_json::Value> = list
-        .iter()
-        .map(|c| {
-            let size = if a.size {
-                engine
-                    .container_size(c)
-                    .map(|(rw, virt)| format!("{} (virtual {})", human_size(rw), human_size(virt)))
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            serde_json::json!({
-                "ID": if a.no_trunc { c.record.id.as_str() } else { c.record.id.short() },
-                "Image": c.record.image_name,
-                "Command": command_text(c, a.no_trunc),
-                "CreatedAt": crate::output::created_at(unix_seconds(c.record.created)),
-                "RunningFor": format!("{} ago", ago(Some(c.record.created))),
-                "Status": status_text(c),
-                "State": c.record.state.as_str(),
-                "Ports": "",
-                "Names": c.record.name.as_str(),
-                "Labels": c.record.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                "Size": size,
-                "Mounts": c.config.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>().join(","),
-                "Networks": c.config.network,
-            })
-        })
-        .collect();
-    let mut table = String::from(
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
-    );
-    if a.size {
-        table.push_str("\t{{.Size}}");
-    }
+    let size = |c: &Container| {
+        if a.size {
+            engine
+                .container_size(c)
+                .map(|(rw, virt)| format!("{} (virtual {})", human_size(rw), human_size(virt)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let id = |c: &Container| {
+        if a.no_trunc {
+            c.record.id.as_str().to_owned()
+        } else {
+            c.record.id.short().to_owned()
+        }
+    };
     let format = crate::format::Format::parse(a.format.as_deref().unwrap_or(""));
     out = if format == crate::format::Format::Table {
-        // The default table needs no template engine (cheaper with many
-        // containers).
+        // The default table: cells straight from the records, no template
+        // engine or JSON rows (cheaper with many containers).
         let mut header = vec![
             "CONTAINER ID",
             "IMAGE",
@@ -826,29 +809,53 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
             "PORTS",
             "NAMES",
         ];
-        let mut keys = vec![
-            "ID",
-            "Image",
-            "Command",
-            "RunningFor",
-            "Status",
-            "Ports",
-            "Names",
-        ];
         if a.size {
             header.push("SIZE");
-            keys.push("Size");
         }
         let mut t = Table::new(&header);
-        for r in &rows {
-            t.row(
-                keys.iter()
-                    .map(|k| r[*k].as_str().unwrap_or_default().to_owned())
-                    .collect(),
-            );
+        for c in &list {
+            let mut cells = vec![
+                id(c),
+                c.record.image_name.clone(),
+                command_text(c, a.no_trunc),
+                format!("{} ago", ago(Some(c.record.created))),
+                status_text(c),
+                String::new(),
+                c.record.name.to_string(),
+            ];
+            if a.size {
+                cells.push(size(c));
+            }
+            t.row(cells);
         }
         t.render()
     } else {
+        let rows: Vec<serde_json::Value> = list
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "ID": id(c),
+                    "Image": c.record.image_name,
+                    "Command": command_text(c, a.no_trunc),
+                    "CreatedAt": crate::output::created_at(unix_seconds(c.record.created)),
+                    "RunningFor": format!("{} ago", ago(Some(c.record.created))),
+                    "Status": status_text(c),
+                    "State": c.record.state.as_str(),
+                    "Ports": "",
+                    "Names": c.record.name.as_str(),
+                    "Labels": c.record.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    "Size": size(c),
+                    "Mounts": c.config.mounts.iter().map(|m| m.destination.clone()).collect::<Vec<_>>().join(","),
+                    "Networks": c.config.network,
+                })
+            })
+            .collect();
+        let mut table = String::from(
+            "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+        );
+        if a.size {
+            table.push_str("\t{{.Size}}");
+        }
         crate::format::render_rows(&format, &table, PS_HEADERS, &rows)?
     };
     print!("{out}");

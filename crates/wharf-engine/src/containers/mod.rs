@@ -579,17 +579,35 @@ impl Engine {
     /// The database failed.
     pub fn list_containers(&self, all: bool) -> Result<Vec<Container>, EngineError> {
         let filter = if all { ListFilter::All } else { ListFilter::Up };
-        let mut out = Vec::new();
-        for record in self.containers()?.list(filter)? {
-            let record = self.reconcile(record, false)?;
+        let store = self.containers()?;
+        // Each record's JSON is parsed into its config as it is read and
+        // then dropped: a list of hundreds never holds all of them.
+        let mut read = Vec::new();
+        store.list_with(filter, |mut record| {
+            let config = ContainerConfig::from_value(&record.config)?;
+            record.config = serde_json::Value::Null;
+            read.push((record, config));
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(read.len());
+        for (record, config) in read {
+            let (mut record, config) = if record.state.is_up() {
+                let reconciled = self.reconcile(record, false)?;
+                let config = ContainerConfig::from_value(&reconciled.config).unwrap_or(config);
+                (reconciled, config)
+            } else {
+                (record, config)
+            };
             if !all && !record.state.is_up() {
                 continue;
             }
-            let mut container = self.container_from(record)?;
-            // Parsed into `config`: the raw JSON would double what a list
-            // of hundreds of containers holds.
-            container.record.config = serde_json::Value::Null;
-            out.push(container);
+            record.config = serde_json::Value::Null;
+            let dir = store.container_dir(&record.id);
+            out.push(Container {
+                record,
+                config,
+                dir,
+            });
         }
         Ok(out)
     }

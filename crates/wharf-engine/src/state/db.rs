@@ -98,6 +98,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
         true,
     )
     .map_err(db("keep the container database's WAL on close"))?;
+    // Short-lived commands read a few rows (or a `ps -a` pass over all of
+    // them); SQLite's default 2 MiB page cache would only grow the client's
+    // and every monitor's memory. The OS page cache still holds the file.
+    conn.pragma_update(None, "cache_size", -256)
+        .map_err(db("set the container database's cache size"))?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }

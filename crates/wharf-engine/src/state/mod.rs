@@ -419,6 +419,26 @@ impl ContainerStore {
     ///
     /// [`EngineError::Database`].
     pub fn list(&self, filter: ListFilter) -> Result<Vec<ContainerRecord>, EngineError> {
+        let mut out = Vec::new();
+        self.list_with(filter, |r| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`ContainerStore::list`], handing each record to `f` as it is read
+    /// (so a caller keeping only part of each never holds all of them).
+    /// `f` must not call back into the store.
+    ///
+    /// # Errors
+    ///
+    /// The database failed, or `f` did.
+    pub fn list_with(
+        &self,
+        filter: ListFilter,
+        mut f: impl FnMut(ContainerRecord) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
         let condition = match filter {
             ListFilter::All => "",
             ListFilter::Up => "WHERE state IN ('running', 'paused', 'restarting')",
@@ -429,12 +449,13 @@ impl ContainerStore {
                 "SELECT {COLUMNS} FROM containers {condition} ORDER BY created DESC, rowid DESC"
             ))
             .map_err(db("list containers"))?;
-        let records = stmt
+        let rows = stmt
             .query_map([], read_row)
-            .map_err(db("list containers"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("read a container"))?;
-        Ok(records)
+            .map_err(db("list containers"))?;
+        for row in rows {
+            f(row.map_err(db("read a container"))?)?;
+        }
+        Ok(())
     }
 
     /// Applies a state change in one transaction and returns the new
