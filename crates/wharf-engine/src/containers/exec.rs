@@ -142,15 +142,26 @@ impl Engine {
 /// Maps the runtime's failure to start a command to Docker's classes.
 pub(crate) fn command_error(e: wharf_runtime::RuntimeError, container: &Container) -> EngineError {
     let chain = wharf_runtime::render_chain(&e);
-    if chain.contains("executable file not found") || chain.contains("no such executable file") {
-        EngineError::CommandNotFound { chain }
-    } else if chain.contains("ermission denied") {
-        EngineError::CommandNotExecutable { chain }
-    } else {
-        EngineError::ContainerRuntime {
+    match start_failure_code(&chain) {
+        127 => EngineError::CommandNotFound { chain },
+        126 => EngineError::CommandNotExecutable { chain },
+        _ => EngineError::ContainerRuntime {
             operation: "exec in",
             id: container.record.id.short().to_owned(),
             source: Box::new(e),
-        }
+        },
+    }
+}
+
+/// Docker's exit status for a process the runtime could not start, from
+/// the runtime's error chain: 127 when the command is not found, 126 when
+/// it cannot be executed, 125 for anything else.
+pub(crate) fn start_failure_code(chain: &str) -> i32 {
+    if chain.contains("executable file not found") || chain.contains("no such executable file") {
+        127
+    } else if chain.contains("ermission denied") {
+        126
+    } else {
+        125
     }
 }

@@ -445,15 +445,8 @@ impl Engine {
     /// Waits until the container's monitor has exited (it records the exit,
     /// cleans up and, with `--rm`, removes the container first).
     fn wait_monitor_done(&self, container: &Container) -> Result<(), EngineError> {
-        let path = container.dir.join("monitor.lock");
-        let file = match fs_err::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err("open", &path)(e)),
+        let Some((file, path)) = super::open_monitor_lock(&container.dir)? else {
+            return Ok(());
         };
         // Blocks until the monitor is gone; the lock taken here is released
         // when `file` closes.

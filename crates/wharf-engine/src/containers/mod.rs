@@ -30,6 +30,7 @@ use std::time::SystemTime;
 
 pub use crate::monitor::{HealthResult, HealthState};
 pub use config::{ContainerConfig, HealthConfig, MountPoint, PullPolicy, RestartPolicy};
+pub(crate) use exec::start_failure_code;
 pub use exec::ExecOptions;
 pub use fs::{
     Change, ChangeKind, CommitRequest, ContainerFs, CopySource, Ownership, PathStat, Tree,
@@ -521,24 +522,23 @@ impl Engine {
         };
         let new = NewContainer {
             id: id.clone(),
-            name: request
-                .name
-                .clone()
-                .unwrap_or_else(|| ContainerName::parse("placeholder").expect("a valid name")),
+            // Without --name, create_with_random_name draws names from
+            // this first one on, retrying on a clash.
+            name: match &request.name {
+                Some(name) => name.clone(),
+                None => ContainerName::random(0)?,
+            },
             image_id: image.id.to_string(),
             image_name: request.image.clone(),
             config: config.to_value(),
             labels,
         };
-        let name = match &request.name {
-            Some(name) => {
-                store.create(&new)?;
-                name.clone()
-            }
-            None => store.create_with_random_name(&new)?,
-        };
+        if request.name.is_some() {
+            store.create(&new)?;
+        } else {
+            store.create_with_random_name(&new)?;
+        }
         guard.armed = false;
-        let _ = name;
         let record = store.get_by_id(&id)?;
         Ok(Container {
             record,
@@ -591,12 +591,11 @@ impl Engine {
         })?;
         let mut out = Vec::with_capacity(read.len());
         for (record, config) in read {
-            let (mut record, config) = if record.state.is_up() {
-                let reconciled = self.reconcile(record, false)?;
-                let config = ContainerConfig::from_value(&reconciled.config).unwrap_or(config);
-                (reconciled, config)
+            // The config does not change on a reconcile: only the state.
+            let mut record = if record.state.is_up() {
+                self.reconcile(record, false)?
             } else {
-                (record, config)
+                record
             };
             if !all && !record.state.is_up() {
                 continue;
@@ -788,36 +787,32 @@ impl Engine {
     ) -> Result<Vec<crate::state::Event>, EngineError> {
         self.containers()?.events(since, after_seq)
     }
-
-    /// Writes the changes of the container's writable layer as a tar.
-    ///
-    /// # Errors
-    ///
-    /// No such container; the vfs driver has no separate layer.
-    pub fn container_diff(
-        &self,
-        reference: &str,
-        out: impl std::io::Write,
-    ) -> Result<wharf_image::DiffStats, EngineError> {
-        let record = self.containers()?.get(reference)?;
-        Ok(self.images.diff_rootfs(record.id.as_str(), out)?)
-    }
 }
 
 /// Whether the container's monitor lives (holds `monitor.lock`).
 pub(crate) fn monitor_alive(dir: &Path) -> Result<bool, EngineError> {
+    let Some((file, path)) = open_monitor_lock(dir)? else {
+        return Ok(false);
+    };
+    let holder = wharf_sys::plock::holder(&file).map_err(io_err("test the lock", &path))?;
+    Ok(holder.is_some())
+}
+
+/// The container's `monitor.lock` opened for testing or taking the lock;
+/// `None` when no monitor ever ran.
+pub(crate) fn open_monitor_lock(
+    dir: &Path,
+) -> Result<Option<(fs_err::File, PathBuf)>, EngineError> {
     let path = dir.join("monitor.lock");
-    let file = match fs_err::OpenOptions::new()
+    match fs_err::OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
     {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err("open", &path)(e)),
-    };
-    let holder = wharf_sys::plock::holder(&file).map_err(io_err("test the lock", &path))?;
-    Ok(holder.is_some())
+        Ok(f) => Ok(Some((f, path))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("open", &path)(e)),
+    }
 }
 
 /// Docker's `Config.Entrypoint` and `Config.Cmd` as `inspect` shows them.

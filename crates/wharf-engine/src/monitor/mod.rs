@@ -882,14 +882,5 @@ fn finish_clients(clients: &mut Vec<Client>) {
 /// 126 not executable, 125 anything else.
 fn classify(e: &wharf_runtime::RuntimeError) -> (i32, String) {
     let chain = wharf_runtime::render_chain(e);
-    let code = if chain.contains("executable file not found")
-        || chain.contains("no such executable file")
-    {
-        127
-    } else if chain.contains("ermission denied") {
-        126
-    } else {
-        125
-    };
-    (code, chain)
+    (crate::containers::start_failure_code(&chain), chain)
 }
