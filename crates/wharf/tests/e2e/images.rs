@@ -12,36 +12,20 @@ use wharf_testkit::{
 };
 
 /// The `wharf` command line over a test's own store root.
-struct Wharf {
-    root: PathBuf,
+struct Wharf(crate::Cli);
+
+impl std::ops::Deref for Wharf {
+    type Target = crate::Cli;
+    fn deref(&self) -> &crate::Cli {
+        &self.0
+    }
 }
 
 impl Wharf {
     fn new(env: &TestEnv) -> Self {
-        Self {
+        Self(crate::Cli {
             root: env.path().join("store"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("spawn wharf");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "wharf {args:?}: stdout {out:?} stderr {err:?}");
-        out
+        })
     }
 
     fn run_stdin(&self, args: &[&str], input: &str) -> (i32, String, String) {

@@ -190,3 +190,35 @@ pub fn static_init() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// The `wharf` engine command line over a test's own root: each call is
+/// its own process, stdin on /dev/null. The per-area helpers build on it.
+#[derive(Debug)]
+pub struct Cli {
+    pub root: std::path::PathBuf,
+}
+
+impl Cli {
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("--root").arg(&self.root).stdin(Stdio::null());
+        cmd
+    }
+
+    /// (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd().args(args).output().expect("spawn wharf");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "wharf {args:?}: stdout {out:?} stderr {err:?}");
+        out
+    }
+}

@@ -16,8 +16,15 @@ use wharf_testkit::{
 /// pulled from a local registry and tagged `busybox`. Removes every
 /// container it made when dropped.
 pub struct Engine {
-    pub root: PathBuf,
+    cli: crate::Cli,
     _registry: LocalRegistry,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = crate::Cli;
+    fn deref(&self) -> &crate::Cli {
+        &self.cli
+    }
 }
 
 impl Engine {
@@ -30,35 +37,15 @@ impl Engine {
             .skopeo_copy_in(&layout.reference("latest"), "test/busybox:latest", false)
             .unwrap();
         let engine = Engine {
-            root: env.path().join("store"),
+            cli: crate::Cli {
+                root: env.path().join("store"),
+            },
             _registry: registry,
         };
         let name = format!("{}/test/busybox:latest", engine._registry.host());
         engine.ok(&["pull", "-q", "--tls-verify=false", &name]);
         engine.ok(&["tag", &name, "busybox"]);
         engine
-    }
-
-    pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
-        cmd.arg("--root").arg(&self.root).stdin(Stdio::null());
-        cmd
-    }
-
-    /// (exit code, stdout, stderr).
-    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.cmd().args(args).output().expect("spawn wharf");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    pub fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "wharf {args:?}: stdout {out:?} stderr {err:?}");
-        out
     }
 
     pub fn fails(&self, args: &[&str]) -> (i32, String) {
@@ -978,7 +965,9 @@ fn debian_image_from_the_registry() {
         .unwrap();
     let name = format!("{}/debian/minbase:1", registry.host());
     let w = Engine {
-        root: env.path().join("store"),
+        cli: crate::Cli {
+            root: env.path().join("store"),
+        },
         _registry: registry,
     };
     // --pull missing pulls it on first use (TLS off through the registry's

@@ -2,38 +2,11 @@
 //! `version`, `port` and `system prune`, judged by their output and by
 //! what `ps` sees afterwards.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use wharf_testkit::{require, TestEnv};
 
-/// The `wharf` command line over a test's own store root.
-struct Wharf {
-    root: PathBuf,
-}
-
-impl Wharf {
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("spawn wharf");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "wharf {args:?}: stdout {out:?} stderr {err:?}");
-        out
-    }
-}
+use crate::Cli as Wharf;
 
 /// A store with `busybox:latest` imported from the testkit's rootfs, and
 /// the containers a test made, removed with `rm -f` on drop (before the

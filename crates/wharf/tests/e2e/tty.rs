@@ -86,23 +86,19 @@ fn run_it_in_a_terminal_resize_detach_and_reattach() {
     let run = format!(
         "{wharf} --root {root} run --rm -it --name tty busybox sh; echo client-exit=$?; sleep 600"
     );
-    // A placeholder window keeps the server up while the global option
-    // that keeps dead panes (to read their exit status) is set.
     tmux.cmd(&[
         "new-session",
         "-d",
         "-s",
         "t",
         "-n",
-        "idle",
+        "run",
         "-x",
         "80",
         "-y",
         "24",
-        "sleep 600",
+        &run,
     ]);
-    tmux.cmd(&["set-option", "-g", "remain-on-exit", "on"]);
-    tmux.cmd(&["new-window", "-t", "t", "-n", "run", &run]);
     tmux.wait_for("t:run", "/ #");
 
     // Typing reaches the shell, its output comes back.
