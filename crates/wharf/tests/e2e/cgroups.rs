@@ -387,11 +387,19 @@ fn events_reports_an_oom_kill() {
         .stdout(fs_err::File::create(&log).unwrap().into_parts().0)
         .spawn()
         .unwrap();
-    let saw_oom = eventually(|| {
-        fs_err::read_to_string(&log)
+    // Filling 16 MiB through a shell pipe is slow on a loaded 2-core
+    // machine (5 s were once not enough under the full suite): wait longer
+    // than `eventually`'s 5 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let saw_oom = loop {
+        let seen = fs_err::read_to_string(&log)
             .unwrap_or_default()
-            .contains("\"type\":\"oom\"")
-    });
+            .contains("\"type\":\"oom\"");
+        if seen || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     rt.ok(&["delete", "-f", &id]);
     let _ = events.wait();
     let text = fs_err::read_to_string(&log).unwrap();
