@@ -122,6 +122,76 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    /// A network definition or the store's lock could not be used.
+    #[error("{operation} {path}")]
+    NetworkState {
+        /// What was done (`read`, `write`, `lock`, `list networks in`, …).
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A network definition does not parse.
+    #[error("parse network definition {path}")]
+    ParseNetwork {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No network has this name or id.
+    #[error("network {reference} not found")]
+    NetworkNotFound {
+        /// The name or id asked for.
+        reference: String,
+    },
+    /// An id prefix matches several networks.
+    #[error("network id prefix {reference} is ambiguous: give more of it or the name")]
+    AmbiguousNetwork {
+        /// The prefix.
+        reference: String,
+    },
+    /// The name is taken (or reserved: `bridge`, `host`, `none`).
+    #[error("network with name {name} already exists")]
+    NetworkExists {
+        /// The name.
+        name: String,
+    },
+    /// A requested subnet overlaps one of another network.
+    #[error("invalid subnet {subnet}: overlaps a subnet of network {network}")]
+    SubnetOverlap {
+        /// The requested subnet.
+        subnet: IpNet,
+        /// The network that has it.
+        network: String,
+    },
+    /// The network still has containers attached.
+    #[error("network {name} has active endpoints ({count})")]
+    NetworkInUse {
+        /// The network.
+        name: String,
+        /// How many.
+        count: usize,
+    },
+    /// `--ip`/`--ip6` asks for a family the network has no subnet of.
+    #[error("invalid address {address}: network {network} has no {family} subnet")]
+    NoSubnetFor {
+        /// The requested address.
+        address: IpAddr,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// The network.
+        network: String,
+    },
+    /// A MAC address is malformed or multicast.
+    #[error("invalid MAC address {mac:?}: want six hex pairs like 02:42:0a:00:00:02, unicast")]
+    InvalidMac {
+        /// What was given.
+        mac: String,
+    },
     /// A sysctl could not be read or written.
     #[error("{operation} sysctl {path}")]
     Sysctl {
@@ -141,12 +211,21 @@ impl NetError {
         match self {
             NetError::InvalidName { .. }
             | NetError::InvalidSubnet { .. }
-            | NetError::InvalidAddress { .. } => ErrorKind::InvalidArgument,
-            NetError::AddressInUse { .. } => ErrorKind::Conflict,
+            | NetError::InvalidAddress { .. }
+            | NetError::NoSubnetFor { .. }
+            | NetError::InvalidMac { .. } => ErrorKind::InvalidArgument,
+            NetError::AddressInUse { .. }
+            | NetError::SubnetOverlap { .. }
+            | NetError::NetworkInUse { .. } => ErrorKind::Conflict,
+            NetError::NetworkNotFound { .. } => ErrorKind::NotFound,
+            NetError::AmbiguousNetwork { .. } => ErrorKind::InvalidArgument,
+            NetError::NetworkExists { .. } => ErrorKind::AlreadyExists,
+            NetError::ParseNetwork { .. } => ErrorKind::Internal,
             NetError::PoolExhausted { .. } => ErrorKind::Unavailable,
             NetError::LinkNotFound { .. } => ErrorKind::NotFound,
             NetError::ParseIpam { .. } => ErrorKind::Internal,
             NetError::IpamState { source, .. }
+            | NetError::NetworkState { source, .. }
             | NetError::Netlink { source, .. }
             | NetError::Netns { source, .. }
             | NetError::Sysctl { source, .. } => kind_of_io(source),

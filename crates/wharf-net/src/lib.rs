@@ -1,5 +1,6 @@
-//! Wharf's networks, the host side of container networking: validated network
-//! names ([`NetworkName`]), IP address management that never hands out an
+//! Wharf's networks, the host side of container networking: network
+//! definitions ([`store`]), the bridge backend that connects namespaces to
+//! them ([`bridge`]), validated network names ([`NetworkName`]), IP address management that never hands out an
 //! address twice across processes and crashes ([`ipam`]), bridges, veth pairs,
 //! addresses and routes over rtnetlink ([`link`]), network namespaces held by
 //! fds and code run inside them ([`netns`]), and the sysctls routing needs
@@ -15,14 +16,18 @@
 //! helper thread that joins it (`setns` is per thread for network
 //! namespaces); the calling thread never changes namespace and nothing forks.
 
+pub mod bridge;
 mod error;
 pub mod ipam;
 pub mod link;
 mod name;
 pub mod netns;
+pub mod store;
 pub mod sysctl;
 
+pub use bridge::{BridgeBackend, Endpoint, EndpointRequest, NetworkBackend};
 pub use error::{ErrorKind, NetError};
 pub use ipam::{Allocation, Ipam, Subnet};
 pub use link::{attach_veth, Netlink, VethPlan};
 pub use name::NetworkName;
+pub use store::{CreateNetwork, Network, NetworkStore};

@@ -259,6 +259,7 @@ impl Netlink {
         netns: BorrowedFd<'_>,
         bridge_index: u32,
         mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
     ) -> Result<(), NetError> {
         // The raw fd only travels in the request; `netns` outlives the call.
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
@@ -270,6 +271,9 @@ impl Netlink {
         if let Some(mtu) = mtu {
             peer = peer.mtu(mtu);
             host = host.mtu(mtu);
+        }
+        if let Some(mac) = mac {
+            peer = peer.address(mac.to_vec());
         }
         let message = host
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
@@ -297,6 +301,8 @@ pub struct VethPlan {
     pub gateways: Vec<IpAddr>,
     /// MTU of both ends, if not the kernel's default.
     pub mtu: Option<u32>,
+    /// MAC address of the namespace end, if not a random one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Connects the network namespace `netns` to a bridge, in the caller's
@@ -318,7 +324,14 @@ pub fn attach_veth(
     plan: &VethPlan,
 ) -> Result<(), NetError> {
     let bridge = netlink.require_link(&plan.bridge)?;
-    netlink.create_veth(&plan.host_name, &plan.peer_name, netns, bridge, plan.mtu)?;
+    netlink.create_veth(
+        &plan.host_name,
+        &plan.peer_name,
+        netns,
+        bridge,
+        plan.mtu,
+        plan.mac,
+    )?;
     let result = netlink
         .require_link(&plan.host_name)
         .and_then(|index| netlink.set_up(index, &plan.host_name))

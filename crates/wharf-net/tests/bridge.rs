@@ -69,6 +69,7 @@ mod tests {
             addresses: vec![subnet.with_prefix(address)],
             gateways: vec![subnet.gateway()],
             mtu: None,
+            mac: None,
         }
     }
 
