@@ -33,9 +33,9 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 /// The default network's bridge.
 pub const DEFAULT_BRIDGE: &str = "wharf0";
 /// The default network's subnet.
-pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+pub const DEFAULT_SUBNET: &str = "10.90.0.0/16";
 /// Where automatic IPv4 subnets (/24) come from.
-pub const AUTO_POOL_V4: &str = "10.89.0.0/16";
+pub const AUTO_POOL_V4: &str = "10.91.0.0/16";
 /// Where automatic IPv6 subnets (/64) come from (a ULA prefix).
 pub const AUTO_POOL_V6: &str = "fd77:6861:7266::/48";
 
