@@ -203,6 +203,38 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    /// A DNS record file, a DNS lock file or the resolv.conf could not be used.
+    #[error("{operation} {path}")]
+    DnsState {
+        /// What was done (`lock dns records`, `read dns records`, `write dns
+        /// records`, `lock dns server`, `read resolv.conf`, …).
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A DNS record file does not parse.
+    #[error("parse dns records {path}")]
+    ParseDnsRecords {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The DNS server could not set itself up.
+    #[error("{operation} {address}")]
+    DnsServe {
+        /// What was done (`start dns runtime`, `bind dns listener`, …).
+        operation: &'static str,
+        /// The address (or runtime) it was done for.
+        address: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl NetError {
@@ -223,12 +255,14 @@ impl NetError {
             NetError::ParseNetwork { .. } => ErrorKind::Internal,
             NetError::PoolExhausted { .. } => ErrorKind::Unavailable,
             NetError::LinkNotFound { .. } => ErrorKind::NotFound,
-            NetError::ParseIpam { .. } => ErrorKind::Internal,
+            NetError::ParseIpam { .. } | NetError::ParseDnsRecords { .. } => ErrorKind::Internal,
             NetError::IpamState { source, .. }
             | NetError::NetworkState { source, .. }
             | NetError::Netlink { source, .. }
             | NetError::Netns { source, .. }
-            | NetError::Sysctl { source, .. } => kind_of_io(source),
+            | NetError::Sysctl { source, .. }
+            | NetError::DnsState { source, .. }
+            | NetError::DnsServe { source, .. } => kind_of_io(source),
         }
     }
 }
@@ -276,5 +310,38 @@ mod tests {
             "allocate 10.0.0.2 on network web: address in use"
         );
         assert_eq!(e.kind(), ErrorKind::Conflict);
+    }
+
+    #[test]
+    fn dns_errors_name_operation_and_object() {
+        let e = NetError::DnsState {
+            operation: "write dns records",
+            path: "/var/lib/wharf/networks/dns/web.json".into(),
+            source: io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(
+            e.to_string(),
+            "write dns records /var/lib/wharf/networks/dns/web.json"
+        );
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let e = NetError::ParseDnsRecords {
+            path: "/d/web.json".into(),
+            source: serde_json::from_str::<u32>("{").unwrap_err(),
+        };
+        assert_eq!(e.to_string(), "parse dns records /d/web.json");
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        let e = NetError::DnsServe {
+            operation: "bind dns listener",
+            address: "10.88.0.1:53 (udp)".into(),
+            source: io::Error::from_raw_os_error(98),
+        };
+        assert_eq!(e.to_string(), "bind dns listener 10.88.0.1:53 (udp)");
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        let e = NetError::DnsServe {
+            operation: "bind dns listener",
+            address: "10.88.0.1:53 (tcp)".into(),
+            source: io::Error::from_raw_os_error(13),
+        };
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     }
 }

@@ -3,8 +3,9 @@
 //! them ([`bridge`]), validated network names ([`NetworkName`]), IP address management that never hands out an
 //! address twice across processes and crashes ([`ipam`]), bridges, veth pairs,
 //! addresses and routes over rtnetlink ([`link`]), network namespaces held by
-//! fds and code run inside them ([`netns`]), and the sysctls routing needs
-//! ([`sysctl`]).
+//! fds and code run inside them ([`netns`]), the sysctls routing needs
+//! ([`sysctl`]), and the embedded DNS server of user networks with its record
+//! files ([`dns`]).
 //!
 //! This crate must not know containers: it works on names, subnets, opaque
 //! allocation owners and namespace file descriptors that the engine hands it.
@@ -15,8 +16,11 @@
 //! no runtime leaks into callers). Work inside another namespace runs on a
 //! helper thread that joins it (`setns` is per thread for network
 //! namespaces); the calling thread never changes namespace and nothing forks.
+//! The one exception is [`dns::serve`], a network edge: it blocks on its own
+//! current-thread runtime for the life of the DNS server process.
 
 pub mod bridge;
+pub mod dns;
 mod error;
 pub mod ipam;
 pub mod link;
@@ -26,6 +30,7 @@ pub mod store;
 pub mod sysctl;
 
 pub use bridge::{BridgeBackend, Endpoint, EndpointRequest, NetworkBackend};
+pub use dns::{host_resolvers, DnsEntry, DnsNetwork, DnsRecords};
 pub use error::{ErrorKind, NetError};
 pub use ipam::{Allocation, Ipam, Subnet};
 pub use link::{attach_veth, Netlink, VethPlan};
