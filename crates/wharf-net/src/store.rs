@@ -1,10 +1,19 @@
 //! Network definitions: what `network create` made, one directory per
 //! network under the store's directory (the engine uses `<root>/networks/`):
-//! `<name>/network.json` with the definition, beside the network's IPAM files
-//! ([`crate::ipam`]).
+//! `<name>/network.json` with the definition.
 //!
-//! Creating and removing hold an exclusive `flock` on `<dir>/networks.lock`,
-//! so that two `network create` cannot take one name or one subnet. A
+//! The addresses handed out ([`crate::ipam`]) live apart, in a run
+//! directory keyed by the network's id (the engine uses
+//! `/run/wharf/networks/<id>/`): they only matter while containers run, a
+//! reboot rightly forgets them (as Podman keeps its IPAM under `/run`), and
+//! they are shared by every state root on the host. That matters for the
+//! default network, whose id, bridge and subnet are the same for every root:
+//! two roots' containers on `wharf0` draw from one pool and never get one
+//! address twice.
+//!
+//! Creating and removing hold an exclusive `flock` on
+//! `<run dir>/networks.lock`, so that two `network create` cannot take one
+//! name or one subnet. A
 //! definition is written to a temporary file, fsynced and renamed into place,
 //! so readers take no lock and never see a torn file; a crash leaves the
 //! network defined or not, never half.
@@ -137,10 +146,17 @@ pub struct CreateNetwork {
     pub options: BTreeMap<String, String>,
 }
 
-/// The network definitions under one directory.
+/// The default network's id: the same for every state root, so that they
+/// share its address pool.
+pub const DEFAULT_NETWORK_ID: &str =
+    "77686172666272696467656e6574776f726b000000000000000000000000d3f1";
+
+/// The network definitions under one directory, and their address pools
+/// under a run directory.
 #[derive(Debug, Clone)]
 pub struct NetworkStore {
     dir: PathBuf,
+    run_dir: PathBuf,
 }
 
 fn state_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetError {
@@ -153,10 +169,12 @@ fn state_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error
 }
 
 impl NetworkStore {
-    /// The store in `dir` (created on first write). Opening does no I/O.
-    pub fn new(dir: &Path) -> NetworkStore {
+    /// The store of definitions in `dir`, address pools in `run_dir`
+    /// (both created on first write). Opening does no I/O.
+    pub fn new(dir: &Path, run_dir: &Path) -> NetworkStore {
         NetworkStore {
             dir: dir.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
         }
     }
 
@@ -168,7 +186,7 @@ impl NetworkStore {
     /// The IPAM of `network`.
     pub fn ipam(&self, network: &Network) -> Result<Ipam, NetError> {
         Ok(Ipam::new(
-            &self.dir.join(&network.name),
+            &self.run_dir.join(&network.id),
             NetworkName::new(&network.name)?,
         ))
     }
@@ -318,7 +336,11 @@ impl NetworkStore {
                 });
             }
         }
-        let id = random_id().map_err(state_err("draw a network id for", &self.dir))?;
+        let id = if default {
+            DEFAULT_NETWORK_ID.to_owned()
+        } else {
+            random_id().map_err(state_err("draw a network id for", &self.dir))?
+        };
         let network = Network {
             bridge: if default {
                 DEFAULT_BRIDGE.to_owned()
@@ -344,7 +366,7 @@ impl NetworkStore {
         Ok(network)
     }
 
-    /// Removes `network`'s definition and IPAM files. The caller has
+    /// Removes `network`'s definition and address pool. The caller has
     /// disconnected everything and torn down its links and rules.
     ///
     /// # Errors
@@ -352,17 +374,22 @@ impl NetworkStore {
     /// [`NetError::NetworkState`].
     pub fn remove(&self, network: &Network) -> Result<(), NetError> {
         let _lock = self.lock()?;
-        let dir = self.dir.join(&network.name);
-        match fs_err::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(state_err("remove network directory", &dir)(e)),
+        for dir in [self.dir.join(&network.name), self.run_dir.join(&network.id)] {
+            match fs_err::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(state_err("remove network directory", &dir)(e)),
+            }
         }
+        Ok(())
     }
 
+    /// The lock is in the run directory, shared by every root, so that two
+    /// roots never pick one automatic subnet at once.
     fn lock(&self) -> Result<fs_err::File, NetError> {
         fs_err::create_dir_all(&self.dir).map_err(state_err("create", &self.dir))?;
-        let path = self.dir.join(LOCK_FILE);
+        fs_err::create_dir_all(&self.run_dir).map_err(state_err("create", &self.run_dir))?;
+        let path = self.run_dir.join(LOCK_FILE);
         let file = fs_err::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -533,7 +560,7 @@ mod tests {
     #[test]
     fn create_picks_free_subnets_and_refuses_clashes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = NetworkStore::new(dir.path());
+        let store = NetworkStore::new(&dir.path().join("defs"), &dir.path().join("run"));
         let a = store.create(&request("a")).unwrap();
         let b = store
             .create(&CreateNetwork {
@@ -569,7 +596,7 @@ mod tests {
     #[test]
     fn default_network_is_made_once_and_reserved() {
         let dir = tempfile::tempdir().unwrap();
-        let store = NetworkStore::new(dir.path());
+        let store = NetworkStore::new(&dir.path().join("defs"), &dir.path().join("run"));
         let d = store.default_network().unwrap();
         assert_eq!(d.name, DEFAULT_NETWORK);
         assert_eq!(d.bridge, DEFAULT_BRIDGE);
