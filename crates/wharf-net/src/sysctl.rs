@@ -17,13 +17,26 @@ use crate::error::NetError;
 /// [`NetError::Sysctl`]: a malformed key (kind `Internal`, it is a
 /// programming error), or the file cannot be read or written.
 pub fn ensure(key: &str, value: &str) -> Result<bool, NetError> {
-    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-    let valid = !key.is_empty()
-        && key.split('.').all(|part| {
+    let parts: Vec<&str> = key.split('.').collect();
+    ensure_parts(&parts, value)
+}
+
+/// [`ensure`] for a key given as its path components, so that a component
+/// may itself contain dots (an interface named `br.100` in
+/// `net.ipv4.conf.br.100.route_localnet`). A component must be non-empty,
+/// not `.` or `..`, and made of ASCII letters, digits, `_`, `-` and `.`.
+fn ensure_parts(parts: &[&str], value: &str) -> Result<bool, NetError> {
+    let path = parts
+        .iter()
+        .fold(PathBuf::from("/proc/sys"), |path, part| path.join(part));
+    let valid = !parts.is_empty()
+        && parts.iter().all(|part| {
             !part.is_empty()
+                && *part != "."
+                && *part != ".."
                 && part
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         });
     if !valid {
         return Err(NetError::Sysctl {
@@ -45,8 +58,21 @@ pub fn ensure(key: &str, value: &str) -> Result<bool, NetError> {
         path,
         source,
     })?;
-    tracing::debug!(key, value, "set sysctl");
+    tracing::debug!(key = parts.join("."), value, "set sysctl");
     Ok(true)
+}
+
+/// Sets `net.ipv4.conf.<bridge>.route_localnet=1`: lets the kernel route
+/// packets with a `127.0.0.0/8` source out of `bridge`, which a published
+/// port reached at `127.0.0.1` needs (the output hook DNATs the packet to the
+/// container before it is routed, and the source is then masqueraded).
+/// Returns whether it was written.
+///
+/// # Errors
+///
+/// [`NetError::Sysctl`] (kind `NotFound` when the bridge does not exist).
+pub fn enable_route_localnet(bridge: &str) -> Result<bool, NetError> {
+    ensure_parts(&["net", "ipv4", "conf", bridge, "route_localnet"], "1")
 }
 
 /// Turns on IPv4 forwarding (`net.ipv4.ip_forward`), and IPv6 forwarding
@@ -75,6 +101,9 @@ mod tests {
     fn malformed_keys_are_refused() {
         for bad in ["", "net..ipv4", "net.ipv4/../x", "net.ipv4.ip forward"] {
             assert!(ensure(bad, "1").is_err(), "{bad}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b"] {
+            assert!(enable_route_localnet(bad).is_err(), "{bad}");
         }
     }
 }
