@@ -235,6 +235,119 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    /// No `nft` binary was found.
+    #[error("find nft: not in /usr/sbin, /sbin or PATH (install nftables)")]
+    NftMissing,
+    /// An `nft` run failed; its stderr is in the source.
+    #[error("{operation} {object}")]
+    Nft {
+        /// What was done (`set up firewall for network`, `publish ports of`,
+        /// `list table`, …).
+        operation: &'static str,
+        /// The network, the port owner or the table.
+        object: String,
+        /// How nft failed.
+        #[source]
+        source: NftFailure,
+    },
+    /// A host address, port and protocol is already published by another owner.
+    #[error("publish {mapping} for {owner}: already published by {holder}")]
+    PortConflict {
+        /// The mapping asked for (`0.0.0.0:8080->80/tcp`).
+        mapping: String,
+        /// The owner that asked (first 12 characters of its id).
+        owner: String,
+        /// The owner holding it (first 12 characters of its id).
+        holder: String,
+    },
+    /// A bridge already carries the firewall rules of another network.
+    #[error("set up firewall for network {network} on bridge {bridge}: bridge belongs to network {holder}")]
+    BridgeInUse {
+        /// The bridge.
+        bridge: String,
+        /// The network that asked (first 12 characters of its id).
+        network: String,
+        /// The network holding the bridge (first 12 characters of its id).
+        holder: String,
+    },
+    /// A port mapping cannot be published.
+    #[error("invalid port mapping {mapping}: {reason}")]
+    InvalidPortMapping {
+        /// The mapping (`127.0.0.1:8080->80/tcp`).
+        mapping: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A protocol name is not `tcp`, `udp` or `sctp`.
+    #[error("invalid protocol {protocol:?}: expected tcp, udp or sctp")]
+    InvalidProtocol {
+        /// The rejected name.
+        protocol: String,
+    },
+    /// An id or bridge name given to the firewall is unusable.
+    #[error("invalid firewall {what} {value:?}: {reason}")]
+    InvalidFirewallRules {
+        /// `network id`, `owner id` or `bridge name`.
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// How an `nft` run failed: the source of [`NetError::Nft`].
+#[derive(Debug, thiserror::Error)]
+pub enum NftFailure {
+    /// nft could not be started, fed or waited for.
+    #[error("run nft")]
+    Run(#[source] io::Error),
+    /// nft exited unsuccessfully; `stderr` is what it printed, trimmed.
+    #[error("nft exited with {status}: {stderr}")]
+    Exit {
+        /// The exit status, as the process reports it (`exit status: 1`).
+        status: String,
+        /// nft's stderr, trimmed (it names the failing command and the
+        /// kernel's errno text, as `Could not process rule: File exists`).
+        stderr: String,
+    },
+    /// nft's JSON output does not parse.
+    #[error("parse nft output")]
+    Output(#[source] serde_json::Error),
+}
+
+impl NftFailure {
+    /// Whether nft reported the kernel's `ENOENT` (a table, chain, set or
+    /// element that does not exist).
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, NftFailure::Exit { stderr, .. } if stderr.contains("No such file or directory"))
+    }
+
+    /// Whether nft reported the kernel's `EEXIST` (an element whose key is
+    /// taken with other data, a chain of another type).
+    pub(crate) fn is_exists(&self) -> bool {
+        matches!(self, NftFailure::Exit { stderr, .. } if stderr.contains("File exists"))
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            NftFailure::Run(source) => kind_of_io(source),
+            NftFailure::Output(_) => ErrorKind::Internal,
+            NftFailure::Exit { stderr, .. } => {
+                if self.is_exists() || stderr.contains("Device or resource busy") {
+                    ErrorKind::Conflict
+                } else if self.is_not_found() {
+                    ErrorKind::NotFound
+                } else if stderr.contains("Operation not permitted")
+                    || stderr.contains("Permission denied")
+                {
+                    ErrorKind::PermissionDenied
+                } else {
+                    ErrorKind::Internal
+                }
+            }
+        }
+    }
 }
 
 impl NetError {
@@ -245,14 +358,21 @@ impl NetError {
             | NetError::InvalidSubnet { .. }
             | NetError::InvalidAddress { .. }
             | NetError::NoSubnetFor { .. }
-            | NetError::InvalidMac { .. } => ErrorKind::InvalidArgument,
+            | NetError::InvalidMac { .. }
+            | NetError::AmbiguousNetwork { .. }
+            | NetError::InvalidPortMapping { .. }
+            | NetError::InvalidProtocol { .. }
+            | NetError::InvalidFirewallRules { .. } => ErrorKind::InvalidArgument,
             NetError::AddressInUse { .. }
             | NetError::SubnetOverlap { .. }
-            | NetError::NetworkInUse { .. } => ErrorKind::Conflict,
+            | NetError::NetworkInUse { .. }
+            | NetError::PortConflict { .. }
+            | NetError::BridgeInUse { .. } => ErrorKind::Conflict,
             NetError::NetworkNotFound { .. } => ErrorKind::NotFound,
-            NetError::AmbiguousNetwork { .. } => ErrorKind::InvalidArgument,
             NetError::NetworkExists { .. } => ErrorKind::AlreadyExists,
             NetError::ParseNetwork { .. } => ErrorKind::Internal,
+            NetError::NftMissing => ErrorKind::Unavailable,
+            NetError::Nft { source, .. } => source.kind(),
             NetError::PoolExhausted { .. } => ErrorKind::Unavailable,
             NetError::LinkNotFound { .. } => ErrorKind::NotFound,
             NetError::ParseIpam { .. } | NetError::ParseDnsRecords { .. } => ErrorKind::Internal,
@@ -343,5 +463,113 @@ mod tests {
             source: io::Error::from_raw_os_error(13),
         };
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    }
+
+    /// The chain as the binary prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn firewall_errors_name_operation_object_and_nft_stderr() {
+        let e = NetError::Nft {
+            operation: "publish ports of",
+            object: "c0ffee123456".into(),
+            source: NftFailure::Exit {
+                status: "exit status: 1".into(),
+                stderr: "internal:0:0-0: Error: Could not process rule: File exists".into(),
+            },
+        };
+        assert_eq!(e.to_string(), "publish ports of c0ffee123456");
+        assert_eq!(
+            chain(&e),
+            "publish ports of c0ffee123456: nft exited with exit status: 1: \
+             internal:0:0-0: Error: Could not process rule: File exists"
+        );
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+
+        let e = NetError::Nft {
+            operation: "list table",
+            object: "inet wharf".into(),
+            source: NftFailure::Exit {
+                status: "exit status: 1".into(),
+                stderr: "Error: Could not process rule: Operation not permitted".into(),
+            },
+        };
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        let e = NetError::Nft {
+            operation: "list table",
+            object: "inet wharf".into(),
+            source: NftFailure::Run(io::Error::from_raw_os_error(2)),
+        };
+        assert_eq!(
+            chain(&e),
+            "list table inet wharf: run nft: No such file or directory (os error 2)"
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+
+        let e = NetError::NftMissing;
+        assert_eq!(
+            e.to_string(),
+            "find nft: not in /usr/sbin, /sbin or PATH (install nftables)"
+        );
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+
+        let e = NetError::PortConflict {
+            mapping: "0.0.0.0:8080->80/tcp".into(),
+            owner: "c0ffee123456".into(),
+            holder: "beef00112233".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "publish 0.0.0.0:8080->80/tcp for c0ffee123456: already published by beef00112233"
+        );
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+
+        let e = NetError::BridgeInUse {
+            bridge: "wharf0".into(),
+            network: "0123456789ab".into(),
+            holder: "ba9876543210".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "set up firewall for network 0123456789ab on bridge wharf0: \
+             bridge belongs to network ba9876543210"
+        );
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+
+        let e = NetError::InvalidPortMapping {
+            mapping: "[::1]:80->80/tcp".into(),
+            reason: "the container has no IPv6 address",
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid port mapping [::1]:80->80/tcp: the container has no IPv6 address"
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let e = NetError::InvalidProtocol {
+            protocol: "icmp".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid protocol \"icmp\": expected tcp, udp or sctp"
+        );
+        let e = NetError::InvalidFirewallRules {
+            what: "owner id",
+            value: "xyz".into(),
+            reason: "not hexadecimal",
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid firewall owner id \"xyz\": not hexadecimal"
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     }
 }

@@ -4,8 +4,10 @@
 //! address twice across processes and crashes ([`ipam`]), bridges, veth pairs,
 //! addresses and routes over rtnetlink ([`link`]), network namespaces held by
 //! fds and code run inside them ([`netns`]), the sysctls routing needs
-//! ([`sysctl`]), and the embedded DNS server of user networks with its record
-//! files ([`dns`]).
+//! ([`sysctl`]), the nftables firewall: outbound NAT, isolation between
+//! networks and published ports, all in one table `inet wharf`
+//! ([`firewall`]), and the embedded DNS server of user networks with its
+//! record files ([`dns`]).
 //!
 //! This crate must not know containers: it works on names, subnets, opaque
 //! allocation owners and namespace file descriptors that the engine hands it.
@@ -15,13 +17,18 @@
 //! driven by a current-thread tokio runtime inside [`Netlink`] (no threads,
 //! no runtime leaks into callers). Work inside another namespace runs on a
 //! helper thread that joins it (`setns` is per thread for network
-//! namespaces); the calling thread never changes namespace and nothing forks.
-//! The one exception is [`dns::serve`], a network edge: it blocks on its own
-//! current-thread runtime for the life of the DNS server process.
+//! namespaces); the calling thread never changes namespace. The one child
+//! process is the firewall's: each [`Firewall`] call runs `nft -j -f -` once
+//! (nftables' JSON interface, one atomic transaction), spawned, not forked
+//! into running Rust.
+//! The one long-lived runtime is [`dns::serve`]'s, a network edge: it
+//! blocks on its own current-thread runtime for the life of the DNS server
+//! process.
 
 pub mod bridge;
 pub mod dns;
 mod error;
+pub mod firewall;
 pub mod ipam;
 pub mod link;
 mod name;
@@ -31,7 +38,8 @@ pub mod sysctl;
 
 pub use bridge::{BridgeBackend, Endpoint, EndpointRequest, NetworkBackend};
 pub use dns::{host_resolvers, DnsEntry, DnsNetwork, DnsRecords};
-pub use error::{ErrorKind, NetError};
+pub use error::{ErrorKind, NetError, NftFailure};
+pub use firewall::{Firewall, FirewallState, NetworkRules, PortMapping, PortRules, Protocol};
 pub use ipam::{Allocation, Ipam, Subnet};
 pub use link::{attach_veth, Netlink, VethPlan};
 pub use name::NetworkName;
