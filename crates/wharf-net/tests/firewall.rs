@@ -456,6 +456,7 @@ mod tests {
                 addresses: vec![subnet.with_prefix(address.parse()?)],
                 gateways: vec![subnet.gateway()],
                 mtu: None,
+                mac: None,
             },
         )?;
         Ok(ns)
