@@ -83,7 +83,18 @@ pub fn ensure_sealed() -> io::Result<SealState> {
 /// of the file's mount, or a sealed memfd copy (close-on-exec). A process
 /// spawned from it (`/proc/self/fd/N` as the program) starts sealed, so
 /// [`ensure_sealed`] in it has nothing to re-execute.
+///
+/// A process that already runs sealed (a monitor spawned from a sealed
+/// image) gets its own image back: it cannot be written, and cloning a
+/// detached mount or copying across mounts would fail.
 pub fn sealed_image() -> io::Result<OwnedFd> {
+    if seal_state()? != SealState::Writable {
+        return Ok(rustix::fs::open(
+            "/proc/self/exe",
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
+    }
     sealed_image_of(Path::new("/proc/self/exe"))
 }
 
@@ -129,7 +140,17 @@ fn memfd_copy(exe: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let len = rustix::fs::fstat(&src)?.st_size as usize;
     let mut copied = 0usize;
     while copied < len {
-        let n = rustix::fs::copy_file_range(&src, None, &memfd, None, len - copied)?;
+        let n = match rustix::fs::copy_file_range(&src, None, &memfd, None, len - copied) {
+            Ok(n) => n,
+            // Older kernels refuse copies between file systems.
+            Err(rustix::io::Errno::XDEV) if copied == 0 => {
+                let mut from = std::fs::File::from(src);
+                let mut to = std::fs::File::from(rustix::io::dup(&memfd)?);
+                std::io::copy(&mut from, &mut to)?;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
             break;
         }
