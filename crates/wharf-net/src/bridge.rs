@@ -82,12 +82,15 @@ pub struct EndpointRequest<'a> {
 
 /// A way of connecting network namespaces to networks.
 pub trait NetworkBackend {
-    /// Makes the network's host side ready (idempotent).
+    /// Makes the network's host side ready (idempotent). Returns whether
+    /// it had to be made (the bridge was missing: first use, or after a
+    /// reboot), so that the caller installs the network's firewall rules
+    /// then and not on every connect.
     ///
     /// # Errors
     ///
-    /// A netlink, sysctl or firewall failure.
-    fn prepare(&self, network: &Network) -> Result<(), NetError>;
+    /// A netlink or sysctl failure.
+    fn prepare(&self, network: &Network) -> Result<bool, NetError>;
 
     /// Connects the namespace `netns` to `network`.
     ///
@@ -165,7 +168,10 @@ impl BridgeBackend {
 }
 
 impl NetworkBackend for BridgeBackend {
-    fn prepare(&self, network: &Network) -> Result<(), NetError> {
+    fn prepare(&self, network: &Network) -> Result<bool, NetError> {
+        if self.netlink.link_index(&network.bridge)?.is_some() {
+            return Ok(false);
+        }
         let subnets = network.subnets()?;
         let gateways: Vec<IpNet> = subnets.iter().map(|s| s.with_prefix(s.gateway())).collect();
         self.netlink
@@ -173,7 +179,7 @@ impl NetworkBackend for BridgeBackend {
         if !network.internal {
             crate::sysctl::enable_forwarding(network.ipv6)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn connect(

@@ -136,7 +136,8 @@ mod tests {
             let text = nft(&["list", "table", "inet", "wharf"])?;
             for expected in [
                 "ip saddr 10.231.20.0/24 ip daddr != 10.231.20.0/24 masquerade",
-                "oifname \"wfa0\" ct status dnat masquerade",
+                "ip saddr 10.231.20.0/24 ct status dnat masquerade",
+                "oifname vmap @nat-to",
                 "oifname @bridges drop",
                 "ct state established,related accept",
             ] {

@@ -118,10 +118,37 @@ impl Zones {
         }
     }
 
-    fn entries_for(&self, local: IpAddr) -> &[DnsEntry] {
-        self.by_address
-            .get(&local)
-            .map_or(&[], |&i| &self.networks[i].entries)
+    /// The entries a query arriving at `local` from `client` sees: those of
+    /// the listener's network, then those of every other network the
+    /// client's container is on too (as Docker's resolver answers for all
+    /// the networks a container shares with others).
+    fn entries_for(&self, local: IpAddr, client: IpAddr) -> std::borrow::Cow<'_, [DnsEntry]> {
+        use std::borrow::Cow;
+        let Some(&i) = self.by_address.get(&local) else {
+            return Cow::Borrowed(&[]);
+        };
+        let here = &self.networks[i].entries;
+        let Some(owner) = here
+            .iter()
+            .find(|e| e.addresses.contains(&client))
+            .map(|e| e.owner.as_str())
+        else {
+            return Cow::Borrowed(here);
+        };
+        let mut others = self
+            .networks
+            .iter()
+            .enumerate()
+            .filter(|(j, n)| *j != i && n.entries.iter().any(|e| e.owner == owner))
+            .peekable();
+        if others.peek().is_none() {
+            return Cow::Borrowed(here);
+        }
+        let mut all = here.clone();
+        for (_, n) in others {
+            all.extend(n.entries.iter().cloned());
+        }
+        Cow::Owned(all)
     }
 }
 
@@ -334,7 +361,7 @@ async fn serve_udp(socket: UdpSocket, local: IpAddr, shared: Arc<Shared>) {
                 };
                 let packet = &buf[..len];
                 let zones = shared.zones();
-                match answer::respond(zones.entries_for(local), packet, Transport::Udp) {
+                match answer::respond(&zones.entries_for(local, peer.ip()), packet, Transport::Udp) {
                     Reply::Answer(bytes) => {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -385,21 +412,25 @@ async fn serve_tcp_connection(mut stream: TcpStream, local: IpAddr, shared: Arc<
             _ => return,
         };
         let zones = shared.zones();
-        let reply = match answer::respond(zones.entries_for(local), &packet, Transport::Tcp) {
-            Reply::Answer(bytes) => bytes,
-            Reply::Forward => {
-                let permit = shared.forwards.clone().try_acquire_owned();
-                let reply = match permit {
-                    Ok(_permit) => forward(&shared, &packet, Transport::Tcp).await,
-                    Err(_) => answer::servfail(&packet),
-                };
-                match reply {
-                    Some(reply) => reply,
-                    None => return,
+        let client = stream
+            .peer_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let reply =
+            match answer::respond(&zones.entries_for(local, client), &packet, Transport::Tcp) {
+                Reply::Answer(bytes) => bytes,
+                Reply::Forward => {
+                    let permit = shared.forwards.clone().try_acquire_owned();
+                    let reply = match permit {
+                        Ok(_permit) => forward(&shared, &packet, Transport::Tcp).await,
+                        Err(_) => answer::servfail(&packet),
+                    };
+                    match reply {
+                        Some(reply) => reply,
+                        None => return,
+                    }
                 }
-            }
-            Reply::Drop => return,
-        };
+                Reply::Drop => return,
+            };
         if write_frame(&mut stream, &reply).await.is_err() {
             return;
         }
@@ -509,13 +540,54 @@ mod tests {
             network("empty", &["10.3.0.1"], &[]),
         ]);
         assert_eq!(zones.networks.len(), 2);
-        assert_eq!(zones.entries_for(ip("10.1.0.1"))[0].owner, "x");
-        assert_eq!(zones.entries_for(ip("fd00:1::1"))[0].owner, "x");
-        assert_eq!(zones.entries_for(ip("10.2.0.1"))[0].owner, "y");
-        assert!(zones.entries_for(ip("10.3.0.1")).is_empty());
+        let anyone = ip("192.0.2.9");
+        assert_eq!(zones.entries_for(ip("10.1.0.1"), anyone)[0].owner, "x");
+        assert_eq!(zones.entries_for(ip("fd00:1::1"), anyone)[0].owner, "x");
+        assert_eq!(zones.entries_for(ip("10.2.0.1"), anyone)[0].owner, "y");
+        assert!(zones.entries_for(ip("10.3.0.1"), anyone).is_empty());
         let mut listen: Vec<_> = zones.by_address.keys().copied().collect();
         listen.sort();
         assert_eq!(listen, [ip("10.1.0.1"), ip("10.2.0.1"), ip("fd00:1::1")]);
+    }
+
+    #[test]
+    fn a_client_on_several_networks_sees_the_names_of_all_of_them() {
+        let entry = |owner: &str, address: &str| DnsEntry {
+            owner: owner.into(),
+            names: vec![owner.into()],
+            addresses: vec![ip(address)],
+        };
+        let net = |name: &str, listen: &str, entries: Vec<DnsEntry>| DnsNetwork {
+            name: name.into(),
+            listen: vec![ip(listen)],
+            entries,
+        };
+        let zones = Zones::new(vec![
+            net(
+                "a",
+                "10.1.0.1",
+                vec![entry("srv", "10.1.0.2"), entry("cli", "10.1.0.3")],
+            ),
+            net(
+                "b",
+                "10.2.0.1",
+                vec![entry("cli", "10.2.0.2"), entry("lone", "10.2.0.3")],
+            ),
+        ]);
+        let owners = |local: &str, client: &str| -> Vec<String> {
+            zones
+                .entries_for(ip(local), ip(client))
+                .iter()
+                .map(|e| e.owner.clone())
+                .collect()
+        };
+        // cli asks through b's gateway and also sees a's srv.
+        assert_eq!(
+            owners("10.2.0.1", "10.2.0.2"),
+            ["cli", "lone", "srv", "cli"]
+        );
+        // lone is only on b.
+        assert_eq!(owners("10.2.0.1", "10.2.0.3"), ["cli", "lone"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!
 //! - set `bridges` (`ifname`): every Wharf bridge.
 //! - verdict maps keyed by bridge (`ifname : verdict`): `forward-from`,
-//!   `forward-to`, `nat-from`, pointing at the per-network chains.
+//!   `forward-to`, `nat-from`, `nat-to`, pointing at the per-network chains.
 //! - verdict maps keyed by published port: `ports-any`
 //!   (`inet_proto . inet_service`, every local address), `ports-ip`
 //!   (`inet_proto . ipv4_addr . inet_service`), `ports-ip6`
@@ -23,7 +23,8 @@
 //! - base chains `prerouting` (nat, dstnat) and `output` (nat, -100) jump to
 //!   the regular chain `published`, which looks the packet up in the three
 //!   port maps; `postrouting` (nat, srcnat) masquerades `127.0.0.0/8` going
-//!   into a Wharf bridge and dispatches by input bridge through `nat-from`;
+//!   into a Wharf bridge and dispatches by input bridge through `nat-from`
+//!   and by output bridge through `nat-to`;
 //!   `forward` (filter, policy accept) accepts established traffic,
 //!   dispatches by output then input bridge, and accepts DNAT'd traffic into
 //!   a Wharf bridge.
@@ -39,7 +40,13 @@
 //!   dropped.
 //! - `n-<id12>-nat`, not for internal networks, reached from
 //!   `nat-from[bridge]`: masquerade of each subnet towards anything outside
-//!   it, and of hairpin traffic (DNAT'd back into the bridge it came from).
+//!   it.
+//! - `n-<id12>-hairpin`, not for internal networks, reached from
+//!   `nat-to[bridge]`: masquerade of DNAT'd traffic from the bridge's own
+//!   subnets going back into it (a container reaching its own or a
+//!   neighbour's published port through a host address). Dispatched by the
+//!   output bridge because bridged packets (`br_netfilter`) reach
+//!   postrouting with no input interface.
 //!
 //! Per port owner (a container; `<owner12>` is the first 12 characters of
 //! its id): chain `c-<owner12>` holding one `dnat` rule per mapping and

@@ -32,6 +32,10 @@ pub(crate) const FORWARD_FROM: &str = "forward-from";
 pub(crate) const FORWARD_TO: &str = "forward-to";
 /// Verdict map: input bridge → `jump n-<id12>-nat` (postrouting).
 pub(crate) const NAT_FROM: &str = "nat-from";
+/// Verdict map: output bridge → `jump n-<id12>-hairpin` (postrouting). By
+/// output, because bridged packets (`br_netfilter`) reach postrouting with
+/// no input interface.
+pub(crate) const NAT_TO: &str = "nat-to";
 /// Verdict map: `l4proto . dport` → `goto c-<owner12>`, for every local address.
 pub(crate) const PORTS_ANY: &str = "ports-any";
 /// Verdict map: `l4proto . ip daddr . dport` → `goto c-<owner12>`.
@@ -42,11 +46,11 @@ pub(crate) const PORTS_IP6: &str = "ports-ip6";
 const PUBLISHED: &str = "published";
 
 /// The bridge-keyed verdict maps.
-pub(crate) const BRIDGE_MAPS: [&str; 3] = [FORWARD_FROM, FORWARD_TO, NAT_FROM];
+pub(crate) const BRIDGE_MAPS: [&str; 4] = [FORWARD_FROM, FORWARD_TO, NAT_FROM, NAT_TO];
 
 /// Suffixes of a network's chains, `n-<id12>-<suffix>`, in the order of
 /// [`BRIDGE_MAPS`].
-const NETWORK_CHAINS: [&str; 3] = ["from", "to", "nat"];
+const NETWORK_CHAINS: [&str; 4] = ["from", "to", "nat", "hairpin"];
 
 /// One command of a transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +345,7 @@ pub(crate) fn network_elements(net: &Network<'_>) -> Vec<BridgeElement> {
         elements.push(element(FORWARD_TO, "to"));
     } else {
         elements.push(element(NAT_FROM, "nat"));
+        elements.push(element(NAT_TO, "hairpin"));
     }
     elements
 }
@@ -620,6 +625,10 @@ pub(crate) fn skeleton() -> Vec<Command> {
         "postrouting",
         vec![vmap(vec![meta(MetaKey::Iifname)], NAT_FROM)],
     ));
+    c.push(add_rule(
+        "postrouting",
+        vec![vmap(vec![meta(MetaKey::Oifname)], NAT_TO)],
+    ));
 
     c.push(add(NfListObject::Chain(base_chain(
         "forward",
@@ -704,16 +713,25 @@ fn network(c: &mut Vec<Command>, net: &Network<'_>) {
         c.push(add(NfListObject::Chain(chain(nat.clone()))));
         c.push(flush_chain(nat.clone()));
         // Hairpin: a container reaching a published port of its own bridge
-        // through a host address; without the masquerade the answer would
-        // go straight back over the bridge, bypassing the DNAT's reversal.
-        c.push(add_rule(
-            nat.clone(),
-            vec![
-                eq(meta(MetaKey::Oifname), bridge()),
-                matches(ct("status"), Operator::IN, text("dnat")),
-                masquerade(),
-            ],
-        ));
+        // (its own included) through a host address; without the
+        // masquerade the answer would go straight back over the bridge (or
+        // stay inside the container), bypassing the DNAT's reversal.
+        // Matched on the way into the bridge, from its own subnets only:
+        // clients from elsewhere keep their address.
+        let hairpin = network_chain(net.id12, "hairpin");
+        c.push(add(NfListObject::Chain(chain(hairpin.clone()))));
+        c.push(flush_chain(hairpin.clone()));
+        for subnet in net.subnets {
+            let family = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
+            c.push(add_rule(
+                hairpin.clone(),
+                vec![
+                    eq(payload(family, "saddr"), prefix(*subnet)),
+                    matches(ct("status"), Operator::IN, text("dnat")),
+                    masquerade(),
+                ],
+            ));
+        }
         for subnet in net.subnets {
             let family = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
             c.push(add_rule(
@@ -1079,13 +1097,14 @@ mod tests {
                 ]),
             ),
         );
-        // oifname "wharf0" ct status dnat masquerade
+        // ip saddr 10.88.0.0/16 ct status dnat masquerade
         contains(
             &c,
             rule(
-                "n-0123456789ab-nat",
+                "n-0123456789ab-hairpin",
                 serde_json::json!([
-                    {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wharf0"}},
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                               "right": {"prefix": {"addr": "10.88.0.0", "len": 16}}}},
                     {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
                     {"masquerade": null}
                 ]),
@@ -1340,7 +1359,7 @@ mod tests {
         let n = Network::check(&rules).unwrap();
         let c = remove_network(n.id12, &network_elements(&n), &[n.bridge]);
         let listed = objects(&c);
-        for suffix in ["from", "to", "nat"] {
+        for suffix in ["from", "to", "nat", "hairpin"] {
             let chain = serde_json::json!({"family": "inet", "table": "wharf",
                 "name": format!("n-0123456789ab-{suffix}")});
             let added = listed
