@@ -127,10 +127,85 @@ pub fn inspect(c: &Container, rootfs: &str, log_path: &str, driver: &str) -> Val
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
         },
-        "NetworkSettings": {
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(c),
     })
+}
+
+/// `NetworkSettings`: each configured network with the addresses it has
+/// while the container runs, and the published ports.
+fn network_settings(c: &Container) -> Value {
+    let state = wharf_engine::networks::NetworkState::read(&c.dir)
+        .ok()
+        .flatten()
+        .filter(|_| c.record.state.is_up())
+        .unwrap_or_default();
+    let mut networks = serde_json::Map::new();
+    for attach in &c.config.networks {
+        let e = state
+            .endpoints
+            .iter()
+            .find(|e| e.endpoint.network == attach.network);
+        let addr = |v6: bool| {
+            e.and_then(|e| {
+                e.endpoint
+                    .addresses
+                    .iter()
+                    .find(|a| a.addr().is_ipv6() == v6)
+            })
+        };
+        let gw = |v6: bool| {
+            e.and_then(|e| e.endpoint.gateways.iter().find(|g| g.is_ipv6() == v6))
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        networks.insert(
+            attach.network.clone(),
+            json!({
+                "IPAMConfig": if attach.ipv4.is_some() || attach.ipv6.is_some() {
+                    json!({"IPv4Address": attach.ipv4.map(|a| a.to_string()).unwrap_or_default(),
+                           "IPv6Address": attach.ipv6.map(|a| a.to_string()).unwrap_or_default()})
+                } else { Value::Null },
+                "Aliases": e.map(|e| e.aliases.clone()).unwrap_or_else(|| attach.aliases.clone()),
+                "NetworkID": e.map(|e| e.endpoint.network_id.clone()).unwrap_or_default(),
+                "EndpointID": e.map(|e| e.endpoint.host_veth.clone()).unwrap_or_default(),
+                "Gateway": gw(false),
+                "IPAddress": addr(false).map(|a| a.addr().to_string()).unwrap_or_default(),
+                "IPPrefixLen": addr(false).map_or(0, |a| a.prefix_len()),
+                "IPv6Gateway": gw(true),
+                "GlobalIPv6Address": addr(true).map(|a| a.addr().to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": addr(true).map_or(0, |a| a.prefix_len()),
+                "MacAddress": e.map(|e| e.endpoint.mac.clone()).unwrap_or_default(),
+            }),
+        );
+    }
+    let primary = networks.values().next().cloned().unwrap_or(json!({}));
+    let field = |k: &str| primary.get(k).cloned().unwrap_or(json!(""));
+    json!({
+        "SandboxKey": match (c.record.state.is_up(), c.record.pid) {
+            (true, Some(pid)) if !c.config.networks.is_empty() => format!("/proc/{pid}/ns/net"),
+            _ => String::new(),
+        },
+        "Ports": ports(&state.ports),
+        "IPAddress": field("IPAddress"),
+        "IPPrefixLen": primary.get("IPPrefixLen").cloned().unwrap_or(json!(0)),
+        "Gateway": field("Gateway"),
+        "GlobalIPv6Address": field("GlobalIPv6Address"),
+        "IPv6Gateway": field("IPv6Gateway"),
+        "MacAddress": field("MacAddress"),
+        "Networks": networks,
+    })
+}
+
+/// Docker's `Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
+pub fn ports(published: &[wharf_engine::networks::PublishedPort]) -> Value {
+    let mut m: std::collections::BTreeMap<String, Vec<Value>> = std::collections::BTreeMap::new();
+    for p in published {
+        let host_ip = p.host_ip.map_or("0.0.0.0".to_owned(), |ip| ip.to_string());
+        m.entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_default()
+            .push(json!({"HostIp": host_ip, "HostPort": p.host_port.to_string()}));
+    }
+    json!(m)
 }
 
 fn log_options(cfg: &wharf_engine::containers::ContainerConfig) -> Value {

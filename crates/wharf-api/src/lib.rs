@@ -8,5 +8,6 @@
 
 pub mod containers;
 pub mod images;
+pub mod networks;
 pub mod system;
 pub mod volumes;

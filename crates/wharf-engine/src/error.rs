@@ -31,6 +31,19 @@ pub enum EngineError {
     /// The registry client failed.
     #[error(transparent)]
     Registry(Box<wharf_registry::RegistryError>),
+    /// A network operation failed.
+    #[error(transparent)]
+    Net(Box<wharf_net::NetError>),
+    /// A host port to publish cannot be bound (taken by a process or
+    /// another container).
+    #[error("publish port {port}: cannot reserve the host port")]
+    PortUnavailable {
+        /// `ip:port/proto`.
+        port: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A request is malformed.
     #[error("{reason}")]
     InvalidArgument {
@@ -380,6 +393,17 @@ impl EngineError {
                 wharf_registry::ErrorKind::Unavailable => ErrorKind::Unavailable,
                 wharf_registry::ErrorKind::Internal => ErrorKind::Internal,
             },
+            Self::Net(e) => match e.kind() {
+                wharf_net::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
+                wharf_net::ErrorKind::NotFound => ErrorKind::NotFound,
+                wharf_net::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
+                wharf_net::ErrorKind::Conflict => ErrorKind::Conflict,
+                wharf_net::ErrorKind::NotModified => ErrorKind::NotModified,
+                wharf_net::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                wharf_net::ErrorKind::Unavailable => ErrorKind::Unavailable,
+                wharf_net::ErrorKind::Internal => ErrorKind::Internal,
+            },
+            Self::PortUnavailable { .. } => ErrorKind::Conflict,
             Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Self::Runtime(_) | Self::Task { .. } => ErrorKind::Internal,
             Self::NoCommand

@@ -20,6 +20,7 @@ mod error;
 pub mod images;
 pub mod logs;
 pub mod monitor;
+pub mod networks;
 pub mod spec;
 pub mod state;
 pub mod system;

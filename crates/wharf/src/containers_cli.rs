@@ -789,6 +789,28 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
             String::new()
         }
     };
+    /// Docker's PORTS cell: `0.0.0.0:8080->80/tcp, 0.0.0.0:5353->5353/udp`.
+    fn ports_text(c: &Container) -> String {
+        if c.config.networks.is_empty() || !c.record.state.is_up() {
+            return String::new();
+        }
+        let Ok(Some(state)) = wharf_engine::networks::NetworkState::read(&c.dir) else {
+            return String::new();
+        };
+        state
+            .ports
+            .iter()
+            .map(|p| {
+                let ip = match p.host_ip {
+                    None => "0.0.0.0".to_owned(),
+                    Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+                    Some(ip) => ip.to_string(),
+                };
+                format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
     let id = |c: &Container| {
         if a.no_trunc {
             c.record.id.as_str().to_owned()
@@ -820,7 +842,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
                 command_text(c, a.no_trunc),
                 format!("{} ago", ago(Some(c.record.created))),
                 status_text(c),
-                String::new(),
+                ports_text(c),
                 c.record.name.to_string(),
             ];
             if a.size {
@@ -841,7 +863,7 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
                     "RunningFor": format!("{} ago", ago(Some(c.record.created))),
                     "Status": status_text(c),
                     "State": c.record.state.as_str(),
-                    "Ports": "",
+                    "Ports": ports_text(c),
                     "Names": c.record.name.as_str(),
                     "Labels": c.record.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                     "Size": size(c),

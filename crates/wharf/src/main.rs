@@ -18,6 +18,7 @@ mod images_cli;
 mod init;
 mod log;
 mod monitor_main;
+mod networks_cli;
 mod output;
 mod proc_info;
 mod progress;
@@ -86,6 +87,9 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volumes_cli::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(networks_cli::NetworkCommand),
     /// Create and run a new container from an image.
     Run(containers_cli::RunArgs),
     /// Create a new container.
@@ -211,6 +215,7 @@ fn engine_main(cli: Cli) -> i32 {
                 Command::Load(a) => i::load(&engine, a),
                 Command::System(c) => i::system(&engine, c),
                 Command::Volume(c) => volumes_cli::run(&engine, c),
+                Command::Network(c) => networks_cli::run(&engine, c),
                 Command::Run(a) => c::run(&engine, a),
                 Command::Create(a) => c::create(&engine, a),
                 Command::Start(a) => c::start(&engine, a),
@@ -261,7 +266,10 @@ fn main() {
     if args.get(1).is_some_and(|a| a == "__init") || invoked_as == "wharf-init" {
         std::process::exit(init::main(args));
     }
-    if args.get(1).is_some_and(|a| a == "__monitor") {
+    if args
+        .get(1)
+        .is_some_and(|a| a == "__monitor" || a == wharf_engine::networks::DNS_ENTRY)
+    {
         std::process::exit(monitor_main::main(args));
     }
     let code = if invoked_as == "wharf-runc" || invoked_as == "runc" {

@@ -8,13 +8,31 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-/// Runs the monitor; the process exit status.
+/// Runs the monitor, or the DNS server of user networks (`__dns DIR`,
+/// spawned the same way by the monitor that first needs it); the process
+/// exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::WARN)
         .with_target(false)
         .try_init();
+    if args
+        .get(1)
+        .is_some_and(|a| a == wharf_engine::networks::DNS_ENTRY)
+    {
+        let [_, _, dir] = args.as_slice() else {
+            eprintln!("wharf dns: usage: wharf __dns DIR");
+            return 2;
+        };
+        return match wharf_engine::networks::serve_dns(Path::new(dir)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("wharf dns: {}", wharf_runtime::render_chain(&e));
+                1
+            }
+        };
+    }
     // The monitor forks the container's init: it must not run a writable
     // host binary (CVE-2019-5736). `start` spawns it from a sealed image;
     // otherwise this re-executes sealed (fds 3 and 4 survive the exec).

@@ -11,6 +11,9 @@ use wharf_engine::containers::{
     CreateRequest, HealthRequest, PullPolicy, RestartPolicy, VolumeMount,
 };
 use wharf_engine::logs::LogConfig;
+use wharf_engine::networks::{
+    parse_exposed, DnsSettings, NetworkAttach, NetworkName, NetworkRequest, PortSpec,
+};
 use wharf_engine::spec::{
     BindMount, ContainerRequest, DeviceMapping, NetworkMode, Resources, SeccompOption,
     SecurityOptions, TmpfsMount, Ulimit,
@@ -156,9 +159,42 @@ pub struct CreateFlags {
     /// Write the container id to the file.
     #[arg(long)]
     pub cidfile: Option<PathBuf>,
-    /// Network mode: `none` or `host`.
-    #[arg(long, visible_alias = "net", default_value = "none")]
-    pub network: String,
+    /// Network: `bridge` (the default network), a network's name, `none`,
+    /// `host`, `container:<name|id>` or `ns:<path>`; repeat to join
+    /// several networks.
+    #[arg(long, visible_alias = "net")]
+    pub network: Vec<String>,
+    /// Publish a container's port to the host
+    /// (`[ip:][hostport[-end]:]port[-end][/tcp|udp|sctp]`).
+    #[arg(short = 'p', long)]
+    pub publish: Vec<String>,
+    /// Publish every exposed port to a free host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports (`80`, `8000-8010/udp`).
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// IPv4 address on the (first) network.
+    #[arg(long)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// IPv6 address on the (first) network.
+    #[arg(long)]
+    pub ip6: Option<std::net::Ipv6Addr>,
+    /// MAC address on the (first) network (`02:42:0a:00:00:02`).
+    #[arg(long)]
+    pub mac_address: Option<String>,
+    /// Another name for the container on the (first) network.
+    #[arg(long, visible_alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Nameserver for /etc/resolv.conf.
+    #[arg(long)]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Search domain for /etc/resolv.conf (`.` for none).
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Option for /etc/resolv.conf (`ndots:2`).
+    #[arg(long, visible_alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Command to run to check health (`/bin/sh -c`).
     #[arg(long)]
     pub health_cmd: Option<String>,
@@ -477,6 +513,75 @@ impl CreateFlags {
         Ok(PullPolicy::parse(&self.pull)?)
     }
 
+    /// `--network` and the flags that go with the first network.
+    fn network_request(&self) -> anyhow::Result<NetworkRequest> {
+        let first = self.network.first().map(String::as_str).unwrap_or("bridge");
+        let single = |mode: &str| -> anyhow::Result<()> {
+            if self.network.len() > 1 {
+                bail!("--network {mode} cannot be combined with other networks");
+            }
+            if self.ip.is_some()
+                || self.ip6.is_some()
+                || self.mac_address.is_some()
+                || !self.network_alias.is_empty()
+            {
+                bail!("--ip, --ip6, --mac-address and --network-alias need a bridge or user network, not --network {mode}");
+            }
+            Ok(())
+        };
+        let request = if first == "none" || first == "host" {
+            single(first)?;
+            if first == "none" {
+                NetworkRequest::None
+            } else {
+                NetworkRequest::Host
+            }
+        } else if let Some(target) = first.strip_prefix("container:") {
+            single(first)?;
+            if target.is_empty() {
+                bail!("invalid --network {first:?}: name the container");
+            }
+            NetworkRequest::Container(target.to_owned())
+        } else if let Some(path) = first.strip_prefix("ns:") {
+            single(first)?;
+            if !path.starts_with('/') {
+                bail!("invalid --network {first:?}: the namespace path must be absolute");
+            }
+            NetworkRequest::Namespace(PathBuf::from(path))
+        } else {
+            let mut list = Vec::new();
+            let names: Vec<&str> = if self.network.is_empty() {
+                vec!["bridge"]
+            } else {
+                self.network.iter().map(String::as_str).collect()
+            };
+            for (i, name) in names.into_iter().enumerate() {
+                if ["none", "host"].contains(&name) || name.contains(':') {
+                    bail!(
+                        "invalid --network {name:?}: {name} cannot be combined with other networks"
+                    );
+                }
+                let name = if name == "default" { "bridge" } else { name };
+                if name != "bridge" {
+                    NetworkName::new(name)?;
+                }
+                let mut attach = NetworkAttach {
+                    network: name.to_owned(),
+                    ..NetworkAttach::default()
+                };
+                if i == 0 {
+                    attach.ipv4 = self.ip;
+                    attach.ipv6 = self.ip6;
+                    attach.mac = self.mac_address.clone();
+                    attach.aliases = self.network_alias.clone();
+                }
+                list.push(attach);
+            }
+            NetworkRequest::Networks(list)
+        };
+        Ok(request)
+    }
+
     /// Validates every flag into the engine's request.
     pub fn request(&self) -> anyhow::Result<CreateRequest> {
         let mut env = Vec::new();
@@ -484,14 +589,7 @@ impl CreateFlags {
             env.extend(env_file(f)?);
         }
         env.extend(self.env.iter().filter_map(|e| env_entry(e)));
-        let network = match self.network.as_str() {
-            "none" => NetworkMode::None,
-            "host" => NetworkMode::Host,
-            "bridge" | "default" => {
-                bail!("--network bridge is not available yet: use --network none or --network host")
-            }
-            other => bail!("invalid --network {other:?}: use none or host"),
-        };
+        let network = self.network_request()?;
         let mut binds = Vec::new();
         let mut tmpfs = Vec::new();
         let mut volumes = Vec::new();
@@ -599,7 +697,7 @@ impl CreateFlags {
             init: None,
             tty: self.tty,
             stdin_open: self.interactive,
-            network,
+            network: NetworkMode::None,
         };
         let mut extra_hosts = Vec::new();
         for h in &self.add_host {
@@ -665,6 +763,25 @@ impl CreateFlags {
             labels,
             annotations,
             extra_hosts,
+            network,
+            ports: self
+                .publish
+                .iter()
+                .map(|p| PortSpec::parse(p))
+                .collect::<Result<_, _>>()?,
+            publish_all: self.publish_all,
+            expose: {
+                let mut out = Vec::new();
+                for e in &self.expose {
+                    out.extend(parse_exposed(e)?);
+                }
+                out
+            },
+            dns: DnsSettings {
+                servers: self.dns.clone(),
+                search: self.dns_search.clone(),
+                options: self.dns_option.clone(),
+            },
             log: LogConfig::parse(&self.log_driver, &log_opts)?,
             init: self.init || self.init_path.is_some(),
             init_path: self.init_path.clone(),

@@ -109,7 +109,7 @@ pub(crate) fn deleted_section(title: &str, items: &[impl std::fmt::Display]) -> 
 
 /// Asks Docker's `WARNING! This will remove …` question on a terminal;
 /// refuses without one. Returns whether to go on.
-fn confirm(command: &str, warning: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(command: &str, warning: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("{command} asks for confirmation and stdin is not a terminal: use --force (-f)");
     }
@@ -178,16 +178,41 @@ pub fn system_prune(engine: &Engine, a: SystemPruneArgs) -> anyhow::Result<i32> 
 /// an existing container has none.
 pub fn port(engine: &Engine, a: PortArgs) -> anyhow::Result<i32> {
     let c = engine.container(&a.container)?;
+    let published = if c.record.state.is_up() {
+        wharf_engine::networks::NetworkState::read(&c.dir)?
+            .map(|s| s.ports)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let host = |p: &wharf_engine::networks::PublishedPort| match p.host_ip {
+        None => format!("0.0.0.0:{}", p.host_port),
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", p.host_port),
+        Some(ip) => format!("{ip}:{}", p.host_port),
+    };
     if let Some(port) = a.private_port {
         let port = if port.contains('/') {
             port
         } else {
             format!("{port}/tcp")
         };
-        bail!(
-            "no public port '{port}' published for {}",
-            c.record.name.as_str()
-        );
+        let found: Vec<_> = published
+            .iter()
+            .filter(|p| format!("{}/{}", p.container_port, p.protocol) == port)
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "no public port '{port}' published for {}",
+                c.record.name.as_str()
+            );
+        }
+        for p in found {
+            println!("{}", host(p));
+        }
+        return Ok(0);
+    }
+    for p in &published {
+        println!("{}/{} -> {}", p.container_port, p.protocol, host(p));
     }
     Ok(0)
 }

@@ -205,8 +205,25 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// `--log-driver`, `--log-opt`.
     pub log: LogConfig,
-    /// `none` or `host`.
+    /// The network mode: `none`, `host`, a network's name (the first of
+    /// [`ContainerConfig::networks`]), `container:<id>` or `ns:<path>`.
     pub network: String,
+    /// The networks joined at each start, the first carrying the default
+    /// route (empty unless the mode is a network).
+    #[serde(default)]
+    pub networks: Vec<crate::networks::NetworkAttach>,
+    /// `-p`.
+    #[serde(default)]
+    pub ports: Vec<crate::networks::PortSpec>,
+    /// `-P`: publish every exposed port on a free host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// The image's `EXPOSE` and `--expose`.
+    #[serde(default)]
+    pub exposed_ports: Vec<(u16, wharf_net::firewall::Protocol)>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    #[serde(default)]
+    pub dns: crate::networks::DnsSettings,
     /// `--init`.
     pub init: bool,
     /// `--privileged`.

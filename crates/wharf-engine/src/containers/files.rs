@@ -24,7 +24,7 @@ impl EtcFiles<'_> {
     /// Docker's /etc/hosts: the host's own with `--network host`, else the
     /// loopback entries; then `--add-host` entries.
     pub(crate) fn hosts(&self) -> String {
-        let mut out = match self.network {
+        let mut out = match &self.network {
             NetworkMode::Host => {
                 let mut s = self.host_hosts.to_owned();
                 if !s.is_empty() && !s.ends_with('\n') {
@@ -32,7 +32,7 @@ impl EtcFiles<'_> {
                 }
                 s
             }
-            NetworkMode::None => concat!(
+            NetworkMode::None | NetworkMode::Bridge | NetworkMode::Join(_) => concat!(
                 "127.0.0.1\tlocalhost\n",
                 "::1\tlocalhost ip6-localhost ip6-loopback\n",
                 "fe00::0\tip6-localnet\n",

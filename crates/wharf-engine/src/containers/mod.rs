@@ -19,6 +19,7 @@ pub mod attach;
 mod config;
 mod exec;
 mod files;
+pub(crate) use files::write_file;
 mod fs;
 mod lifecycle;
 mod prune;
@@ -41,7 +42,9 @@ pub use prune::ContainerPruneReport;
 pub use stats::{cpu_percent, StatsSample};
 
 use crate::logs::LogConfig;
-use crate::spec::{self, ContainerRequest, HostFacts, NetworkMode};
+use crate::networks::exposed_ports;
+use crate::networks::{DnsSettings, NetworkRequest, PortSpec};
+use crate::spec::{self, ContainerRequest, HostFacts};
 use crate::state::{
     ContainerId, ContainerName, ContainerRecord, ContainerStore, ListFilter, NewContainer,
     Transition,
@@ -73,6 +76,16 @@ pub struct CreateRequest {
     pub annotations: BTreeMap<String, String>,
     /// `--add-host name:ip`.
     pub extra_hosts: Vec<(String, String)>,
+    /// `--network` and its flags (`--ip`, `--mac-address`, aliases).
+    pub network: NetworkRequest,
+    /// `-p`.
+    pub ports: Vec<PortSpec>,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--expose`, parsed.
+    pub expose: Vec<(u16, wharf_net::firewall::Protocol)>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: DnsSettings,
     /// `--log-driver`, `--log-opt`.
     pub log: LogConfig,
     /// `--init`.
@@ -419,6 +432,8 @@ impl Engine {
         guard.rootfs = true;
 
         let mut spec_request = request.spec.clone();
+        let network = self.plan_network(request)?;
+        spec_request.network = network.mode.clone();
         if spec_request.hostname.is_empty() {
             spec_request.hostname = id.short().to_owned();
         }
@@ -457,10 +472,13 @@ impl Engine {
 
         let files = files::EtcFiles {
             hostname: &spec_request.hostname,
-            network: spec_request.network,
+            network: spec_request.network.clone(),
             extra_hosts: &request.extra_hosts,
             host_hosts: &read_host_file("/etc/hosts"),
-            host_resolv: &read_host_file("/etc/resolv.conf"),
+            host_resolv: &network
+                .resolv_from
+                .clone()
+                .unwrap_or_else(|| read_host_file("/etc/resolv.conf")),
         };
         files.write(&dir)?;
         let spec_json = serde_json::to_vec_pretty(&spec).map_err(EngineError::AssembleSpec)?;
@@ -504,10 +522,12 @@ impl Engine {
             restart: request.restart,
             auto_remove: request.auto_remove,
             log: request.log.clone(),
-            network: match request.spec.network {
-                NetworkMode::None => "none".into(),
-                NetworkMode::Host => "host".into(),
-            },
+            network: network.name,
+            networks: network.attach,
+            ports: request.ports.clone(),
+            publish_all: request.publish_all,
+            exposed_ports: exposed_ports(&image_config, &request.expose)?,
+            dns: request.dns.clone(),
             init: request.init,
             privileged: request.spec.privileged,
             read_only: request.spec.read_only,
@@ -665,6 +685,7 @@ impl Engine {
                 tracing::warn!(container = %id, error = %e, "delete the runtime container");
             }
         }
+        self.network_down(id);
         if let Err(e) = self.images.unmount_rootfs(id.as_str()) {
             tracing::warn!(container = %id, error = %e, "unmount the rootfs");
         }

@@ -109,6 +109,8 @@ struct Monitor {
 /// A started container instance.
 struct Instance {
     pid: i32,
+    /// What the container's networking holds while it runs.
+    _network: crate::networks::NetworkHold,
     /// Terminal master, or the stdout pipe.
     out: OwnedFd,
     /// The stderr pipe (no terminal).
@@ -337,6 +339,10 @@ impl Monitor {
             // Left by a monitor that died.
             let _ = runtime.delete(&rid, true);
         }
+        if let Err(e) = self.join_shared_namespaces() {
+            self.release();
+            return Err(fail(&e));
+        }
         let request = wharf_runtime::CreateRequest {
             id: rid.clone(),
             bundle: self.dir.clone(),
@@ -374,6 +380,14 @@ impl Monitor {
         {
             let _ = set_nonblocking(fd.as_fd());
         }
+        let network = match self.engine.network_up(&self.id, &self.config, state.pid) {
+            Ok(hold) => hold,
+            Err(e) => {
+                let _ = runtime.delete(&rid, true);
+                self.release();
+                return Err(fail(&e));
+            }
+        };
         if let Err(e) = runtime.start(&rid) {
             let _ = runtime.delete(&rid, true);
             self.release();
@@ -395,11 +409,20 @@ impl Monitor {
 
         Ok(Instance {
             pid,
+            _network: network,
             out,
             err,
             input,
             started: Instant::now(),
         })
+    }
+
+    /// Points the runtime spec at the namespaces of the container this one
+    /// shares them with (`--network container:`), whose init may have
+    /// changed since the last start.
+    fn join_shared_namespaces(&self) -> Result<(), EngineError> {
+        self.engine
+            .refresh_joined_namespaces(&self.dir, &self.config)
     }
 
     /// Creates the container with its stdio on fresh pipes: the runtime

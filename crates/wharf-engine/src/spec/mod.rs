@@ -109,14 +109,21 @@ pub enum SeccompOption {
     Profile(Box<LinuxSeccomp>),
 }
 
-/// `--network`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// `--network`, as the runtime sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NetworkMode {
     /// `none`: a new, empty network namespace.
     #[default]
     None,
     /// `host`: no network namespace is created.
     Host,
+    /// A new network namespace that the engine connects to its networks
+    /// between the runtime's create and start.
+    Bridge,
+    /// Join the network namespace at this path (`ns:<path>`, or
+    /// `/proc/<pid>/ns/net` of the container named by `container:<name>`,
+    /// set again at each start).
+    Join(PathBuf),
 }
 
 /// A `--tmpfs` mount.
@@ -307,8 +314,12 @@ pub fn build_spec(
     resources.insert("devices".into(), Value::Array(device_rules));
 
     let mut namespaces = vec![json!({"type": "mount"})];
-    if request.network == NetworkMode::None {
-        namespaces.push(json!({"type": "network"}));
+    match &request.network {
+        NetworkMode::None | NetworkMode::Bridge => namespaces.push(json!({"type": "network"})),
+        NetworkMode::Join(path) => {
+            namespaces.push(json!({"type": "network", "path": path}));
+        }
+        NetworkMode::Host => {}
     }
     namespaces.extend([
         json!({"type": "uts"}),

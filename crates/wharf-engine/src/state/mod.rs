@@ -611,6 +611,37 @@ impl ContainerStore {
         Ok(())
     }
 
+    /// Replaces a container's `config` (`network connect`/`disconnect`).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotFound`], [`EngineError::Database`].
+    pub fn set_config(
+        &self,
+        id: &ContainerId,
+        config: &serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let conn = self.conn();
+        let changed = conn
+            .execute(
+                "UPDATE containers SET config = ?2 WHERE id = ?1",
+                params![id.as_str(), config.to_string()],
+            )
+            .map_err(db("update a container's configuration"))?;
+        if changed == 0 {
+            return Err(EngineError::NotFound {
+                reference: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Renames a container; the name's UNIQUE constraint decides races.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotFound`], [`EngineError::NameInUse`],
+    /// [`EngineError::Database`].
     pub fn rename(&self, id: &ContainerId, name: &ContainerName) -> Result<(), EngineError> {
         let mut conn = self.conn();
         let tx = conn

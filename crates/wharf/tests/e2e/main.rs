@@ -10,6 +10,7 @@ mod containerd;
 mod fs;
 mod images;
 mod init;
+mod network;
 mod run;
 mod runtime_cli;
 mod runtime_security;
