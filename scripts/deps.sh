@@ -2,7 +2,8 @@
 # Installs the Debian packages Wharf's build, quick start and tests need.
 # Only Debian's package archive is used (no other network access).
 set -euo pipefail
-pkgs=(busybox-static uidmap strace gcc pkg-config procps iproute2 libseccomp-dev)
+# nftables: the bridge networks' firewall (Wharf drives `nft -j`).
+pkgs=(busybox-static uidmap strace gcc pkg-config procps iproute2 libseccomp-dev nftables)
 if [ "${1:-}" = "--test" ]; then
     # References used side by side in tests and benchmarks (never by Wharf).
     pkgs+=(runc crun containerd hyperfine time jq)

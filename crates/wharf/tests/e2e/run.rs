@@ -592,13 +592,13 @@ fn docker_defaults_seen_from_inside() {
             && l.contains("noexec")),
         "{mounts}"
     );
-    // Network none: only loopback.
+    // The default network: loopback and eth0 on the default bridge.
     let net = w.ok(&["exec", "hh", "cat", "/proc/net/dev"]);
-    assert!(net.contains("lo:") && net.lines().count() == 3, "{net}");
+    assert!(net.contains("lo:") && net.contains("eth0:") && net.lines().count() == 4, "{net}");
     w.ok(&["rm", "-f", "hh"]);
-    // --network bridge is a clear error until bridge networking exists.
-    let (_, err) = w.fails(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
-    assert!(err.contains("not available yet"), "{err}");
+    // --network none: only loopback.
+    let net = w.ok(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev"]);
+    assert!(net.contains("lo:") && net.lines().count() == 3, "{net}");
 
     // --read-only, --tmpfs, --hostname, -w (created), --entrypoint.
     let out = w.ok(&[

@@ -97,9 +97,9 @@ fn stats_info_and_port_see_a_running_container() {
     assert_eq!(row[0], short, "{out}");
     assert_eq!(row[1], name, "{out}");
     assert!(row[2].ends_with('%'), "{out}");
-    // Only loopback in the container's network namespace (no bridge
-    // networking yet): no traffic counted.
-    assert_eq!(row[5], "0B / 0B", "{out}");
+    // Traffic of eth0 on the default bridge, received / sent.
+    let (rx, tx) = row[5].split_once(" / ").unwrap_or_else(|| panic!("NET I/O: {out}"));
+    assert!(rx.ends_with('B') && tx.ends_with('B'), "NET I/O: {out}");
     assert_eq!(row[7], "1", "PIDS: {out}");
 
     let json = fx.wharf.ok(&[
