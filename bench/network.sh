@@ -55,7 +55,7 @@ iproute2, nftables.
 EOF
 }
 
-while (($#)); do
+while (($#)) && [[ $1 != __inner ]]; do
     case $1 in
         -n) RUNS=$2; shift 2 ;;
         --seconds) SECONDS_PER=$2; shift 2 ;;
@@ -68,7 +68,7 @@ done
 ((RUNS >= 20)) || die "-n must be at least 20"
 
 ms() { awk -v s="$1" 'BEGIN { printf "%.2f", s * 1000 }'; }
-gbit() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1e9 }'; }
+gbit() { awk -v b="$1" 'BEGIN { printf "%.2f\n", b / 1e9 }'; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
 # --- inside the private mount namespace -----------------------------------------

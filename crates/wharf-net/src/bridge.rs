@@ -119,6 +119,19 @@ pub trait NetworkBackend {
         owner: &str,
     ) -> Result<(), NetError>;
 
+    /// Releases what `owner` holds on `network` when its namespace is gone
+    /// or going (its last process exited): its addresses. The kernel
+    /// removes the veth with the namespace, asynchronously; deleting it here
+    /// would wait for RCU grace periods (milliseconds) for nothing. A veth
+    /// still there when the owner connects again is deleted then.
+    /// Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// An IPAM state failure.
+    fn release(&self, store: &NetworkStore, network: &Network, owner: &str)
+        -> Result<(), NetError>;
+
     /// Removes the network's host side (its bridge). Idempotent.
     ///
     /// # Errors
@@ -274,6 +287,16 @@ impl NetworkBackend for BridgeBackend {
         owner: &str,
     ) -> Result<(), NetError> {
         self.netlink.delete_link(&veth_name(owner, &network.id))?;
+        store.ipam(network)?.release_owner(owner)?;
+        Ok(())
+    }
+
+    fn release(
+        &self,
+        store: &NetworkStore,
+        network: &Network,
+        owner: &str,
+    ) -> Result<(), NetError> {
         store.ipam(network)?.release_owner(owner)?;
         Ok(())
     }

@@ -213,6 +213,9 @@ impl Engine {
             clean = false;
             tracing::warn!(container = %id, error = %e, "{what}");
         };
+        // The namespace dies with the container unless another container
+        // joined it: then its links must go now.
+        let shared = self.netns_joined_by_others(id);
         let networks = self.network_store();
         let backend = match wharf_net::BridgeBackend::open() {
             Ok(b) => Some(b),
@@ -240,7 +243,12 @@ impl Engine {
                 }
             }
             if let Some(backend) = &backend {
-                if let Err(e) = backend.disconnect(&networks, &network, id.as_str()) {
+                let done = if shared {
+                    backend.disconnect(&networks, &network, id.as_str())
+                } else {
+                    backend.release(&networks, &network, id.as_str())
+                };
+                if let Err(e) = done {
                     warn(&format!("disconnect from {name}"), &e);
                 }
             }
@@ -248,6 +256,22 @@ impl Engine {
         if clean {
             let _ = fs_err::remove_file(dir.join(STATE_FILE));
         }
+    }
+
+    /// Whether a running container joined `id`'s network namespace
+    /// (`--network container:<id>`); when unsure, yes.
+    fn netns_joined_by_others(&self, id: &ContainerId) -> bool {
+        let Ok(store) = self.containers() else {
+            return true;
+        };
+        let Ok(records) = store.list(crate::state::ListFilter::Up) else {
+            return true;
+        };
+        let mode = format!("container:{id}");
+        records.iter().any(|r| {
+            &r.id != id
+                && ContainerConfig::from_value(&r.config).map_or(true, |c| c.network == mode)
+        })
     }
 
     /// `network connect`: adds a network to a container's configuration and,

@@ -289,8 +289,8 @@ fn bind(addr: SocketAddr, protocol: Protocol) -> std::io::Result<(Option<OwnedFd
         rustix::net::sockopt::set_ipv6_v6only(&fd, true)?;
     }
     rustix::net::bind(&fd, &addr)?;
-    let port = SocketAddr::try_from(rustix::net::getsockname(&fd)?)
-        .map_or(addr.port(), |a| a.port());
+    let port =
+        SocketAddr::try_from(rustix::net::getsockname(&fd)?).map_or(addr.port(), |a| a.port());
     Ok((Some(fd), port))
 }
 

@@ -11,9 +11,11 @@
 //!   entry removes the file.
 //! - `records.lock`: every change (and [`DnsRecords::list`]) holds an
 //!   exclusive `flock` on it from read to write. A change is written to
-//!   `<network>.json.tmp`, fsynced, renamed over `<network>.json`, and the
-//!   directory is fsynced (as [`crate::ipam`] does), so the server, which
-//!   reads without the lock, never sees a torn file.
+//!   `<network>.json.tmp` and renamed over `<network>.json`, so the server,
+//!   which reads without the lock, never sees a torn file. Nothing is
+//!   fsynced (as [`crate::ipam`]): records only matter while their
+//!   containers run, which a power loss ends too; what it could leave stale
+//!   the engine's repair (`network prune`, the next start) removes.
 //! - `server.lock`: held (`flock`, exclusive) by the running server for its
 //!   whole life; its liveness token. Nobody else ever holds it for longer than
 //!   a non-blocking probe.
@@ -406,16 +408,14 @@ impl DnsRecords {
         let json = serde_json::to_vec_pretty(&file).map_err(|e| err(&temp)(e.into()))?;
         let mut out = fs_err::File::create(&temp).map_err(err(&temp))?;
         out.write_all(&json).map_err(err(&temp))?;
-        out.sync_all().map_err(err(&temp))?;
         drop(out);
-        fs_err::rename(&temp, &path).map_err(err(&path))?;
-        self.sync_dir()
+        fs_err::rename(&temp, &path).map_err(err(&path))
     }
 
     fn delete(&self, network: &NetworkName) -> Result<(), NetError> {
         let path = self.file_path(network.as_str());
         match fs_err::remove_file(&path) {
-            Ok(()) => self.sync_dir(),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(NetError::DnsState {
                 operation: "remove dns records",
@@ -423,16 +423,6 @@ impl DnsRecords {
                 source,
             }),
         }
-    }
-
-    fn sync_dir(&self) -> Result<(), NetError> {
-        fs_err::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| NetError::DnsState {
-                operation: "sync dns records dir",
-                path: self.dir.clone(),
-                source,
-            })
     }
 }
 

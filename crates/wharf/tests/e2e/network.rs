@@ -157,6 +157,11 @@ fn nft_table() -> String {
 
 /// Nothing of `ids` is left: no veth on `bridge`, no allocation, no rule.
 fn assert_no_leaks(network_id: &str, bridge: &str, ids: &[String]) {
+    // The kernel removes a dead namespace's veth asynchronously.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !bridge_ports(bridge).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(bridge_ports(bridge), Vec::<String>::new(), "veths left");
     assert_eq!(
         allocations(network_id),

@@ -594,10 +594,21 @@ fn docker_defaults_seen_from_inside() {
     );
     // The default network: loopback and eth0 on the default bridge.
     let net = w.ok(&["exec", "hh", "cat", "/proc/net/dev"]);
-    assert!(net.contains("lo:") && net.contains("eth0:") && net.lines().count() == 4, "{net}");
+    assert!(
+        net.contains("lo:") && net.contains("eth0:") && net.lines().count() == 4,
+        "{net}"
+    );
     w.ok(&["rm", "-f", "hh"]);
     // --network none: only loopback.
-    let net = w.ok(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev"]);
+    let net = w.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/net/dev",
+    ]);
     assert!(net.contains("lo:") && net.lines().count() == 3, "{net}");
 
     // --read-only, --tmpfs, --hostname, -w (created), --entrypoint.

@@ -98,7 +98,9 @@ fn stats_info_and_port_see_a_running_container() {
     assert_eq!(row[1], name, "{out}");
     assert!(row[2].ends_with('%'), "{out}");
     // Traffic of eth0 on the default bridge, received / sent.
-    let (rx, tx) = row[5].split_once(" / ").unwrap_or_else(|| panic!("NET I/O: {out}"));
+    let (rx, tx) = row[5]
+        .split_once(" / ")
+        .unwrap_or_else(|| panic!("NET I/O: {out}"));
     assert!(rx.ends_with('B') && tx.ends_with('B'), "NET I/O: {out}");
     assert_eq!(row[7], "1", "PIDS: {out}");
 
