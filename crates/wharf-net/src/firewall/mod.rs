@@ -14,7 +14,8 @@
 //!
 //! - set `bridges` (`ifname`): every Wharf bridge.
 //! - verdict maps keyed by bridge (`ifname : verdict`): `forward-from`,
-//!   `forward-to`, `nat-from`, `nat-to`, pointing at the per-network chains.
+//!   `forward-to`, `nat-from`, `nat-to`, `raw-from`, pointing at the
+//!   per-network chains.
 //! - verdict maps keyed by published port: `ports-any`
 //!   (`inet_proto . inet_service`, every local address), `ports-ip`
 //!   (`inet_proto . ipv4_addr . inet_service`), `ports-ip6`
@@ -41,6 +42,11 @@
 //! - `n-<id12>-nat`, not for internal networks, reached from
 //!   `nat-from[bridge]`: masquerade of each subnet towards anything outside
 //!   it.
+//! - `n-<id12>-raw`, reached from `raw-from[bridge]` in the base chain
+//!   `raw-prerouting` (filter, raw): traffic between two addresses of one
+//!   subnet that is not for the host goes untracked (no NAT applies to it
+//!   and it is accepted whole; with br_netfilter every bridged frame would
+//!   otherwise pay a conntrack lookup).
 //! - `n-<id12>-hairpin`, not for internal networks, reached from
 //!   `nat-to[bridge]`: masquerade of DNAT'd traffic from the bridge's own
 //!   subnets going back into it (a container reaching its own or a

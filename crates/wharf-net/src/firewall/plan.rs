@@ -36,6 +36,8 @@ pub(crate) const NAT_FROM: &str = "nat-from";
 /// output, because bridged packets (`br_netfilter`) reach postrouting with
 /// no input interface.
 pub(crate) const NAT_TO: &str = "nat-to";
+/// Verdict map: input bridge → `jump n-<id12>-raw` (prerouting, raw).
+pub(crate) const RAW_FROM: &str = "raw-from";
 /// Verdict map: `l4proto . dport` → `goto c-<owner12>`, for every local address.
 pub(crate) const PORTS_ANY: &str = "ports-any";
 /// Verdict map: `l4proto . ip daddr . dport` → `goto c-<owner12>`.
@@ -46,11 +48,11 @@ pub(crate) const PORTS_IP6: &str = "ports-ip6";
 const PUBLISHED: &str = "published";
 
 /// The bridge-keyed verdict maps.
-pub(crate) const BRIDGE_MAPS: [&str; 4] = [FORWARD_FROM, FORWARD_TO, NAT_FROM, NAT_TO];
+pub(crate) const BRIDGE_MAPS: [&str; 5] = [FORWARD_FROM, FORWARD_TO, NAT_FROM, NAT_TO, RAW_FROM];
 
 /// Suffixes of a network's chains, `n-<id12>-<suffix>`, in the order of
 /// [`BRIDGE_MAPS`].
-const NETWORK_CHAINS: [&str; 4] = ["from", "to", "nat", "hairpin"];
+const NETWORK_CHAINS: [&str; 5] = ["from", "to", "nat", "hairpin", "raw"];
 
 /// One command of a transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,13 @@ pub(crate) enum Command {
         name: &'static str,
         key: &'static [&'static str],
     },
+    /// `add rule inet wharf <chain> <statements> notrack`: the crate
+    /// renders its `notrack` statement as a bare string, which nft 1.0
+    /// refuses (it wants `{"notrack": null}`).
+    AddNotrackRule {
+        chain: String,
+        statements: Vec<Statement<'static>>,
+    },
 }
 
 /// Renders a transaction as nft's JSON input (`{"nftables": [...]}`).
@@ -71,6 +80,23 @@ pub(crate) fn render(commands: &[Command]) -> String {
         .map(|command| match command {
             Command::Nft(cmd) => {
                 serde_json::to_value(cmd).expect("nftables schema types serialize to JSON")
+            }
+            Command::AddNotrackRule { chain, statements } => {
+                let mut expr: Vec<serde_json::Value> = statements
+                    .iter()
+                    .map(|st| {
+                        serde_json::to_value(st).expect("nftables schema types serialize to JSON")
+                    })
+                    .collect();
+                expr.push(serde_json::json!({"notrack": null}));
+                serde_json::json!({
+                    "add": { "rule": {
+                        "family": "inet",
+                        "table": TABLE,
+                        "chain": chain,
+                        "expr": expr,
+                    }}
+                })
             }
             Command::AddVerdictMap { name, key } => {
                 // One type is a plain string; a JSON array is a concatenation.
@@ -340,7 +366,7 @@ pub(crate) fn network_elements(net: &Network<'_>) -> Vec<BridgeElement> {
         bridge: net.bridge.to_owned(),
         chain: network_chain(net.id12, suffix),
     };
-    let mut elements = vec![element(FORWARD_FROM, "from")];
+    let mut elements = vec![element(FORWARD_FROM, "from"), element(RAW_FROM, "raw")];
     if net.internal {
         elements.push(element(FORWARD_TO, "to"));
     } else {
@@ -407,6 +433,18 @@ fn daddr_is_local() -> Statement<'static> {
             result: FibResult::Type,
             flags: HashSet::from([FibFlag::Daddr]),
         })),
+        text("local"),
+    )
+}
+
+/// `fib daddr type != local`.
+fn daddr_is_not_local() -> Statement<'static> {
+    matches(
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Type,
+            flags: HashSet::from([FibFlag::Daddr]),
+        })),
+        Operator::NEQ,
         text("local"),
     )
 }
@@ -601,6 +639,21 @@ pub(crate) fn skeleton() -> Vec<Command> {
         ));
     }
 
+    // Traffic between two containers of one network needs no connection
+    // tracking (no NAT, accepted whole): with br_netfilter on, every
+    // bridged frame would otherwise pay a conntrack lookup.
+    c.push(add(NfListObject::Chain(base_chain(
+        "raw-prerouting",
+        NfChainType::Filter,
+        NfHook::Prerouting,
+        -300,
+    ))));
+    c.push(flush_chain("raw-prerouting"));
+    c.push(add_rule(
+        "raw-prerouting",
+        vec![vmap(vec![meta(MetaKey::Iifname)], RAW_FROM)],
+    ));
+
     c.push(add(NfListObject::Chain(base_chain(
         "postrouting",
         NfChainType::NAT,
@@ -672,6 +725,23 @@ pub(crate) fn skeleton() -> Vec<Command> {
 /// The chains and elements of one network, after the skeleton.
 fn network(c: &mut Vec<Command>, net: &Network<'_>) {
     let bridge = || text(net.bridge);
+    // Container to container within a subnet: untracked. Not when the
+    // destination is the host (the gateway): replies to masqueraded
+    // hairpin traffic go there and must meet their connection.
+    let raw = network_chain(net.id12, "raw");
+    c.push(add(NfListObject::Chain(chain(raw.clone()))));
+    c.push(flush_chain(raw.clone()));
+    for subnet in net.subnets {
+        let family = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
+        c.push(Command::AddNotrackRule {
+            chain: raw.clone(),
+            statements: vec![
+                eq(payload(family, "saddr"), prefix(*subnet)),
+                eq(payload(family, "daddr"), prefix(*subnet)),
+                daddr_is_not_local(),
+            ],
+        });
+    }
     let from = network_chain(net.id12, "from");
     c.push(add(NfListObject::Chain(chain(from.clone()))));
     c.push(flush_chain(from.clone()));
@@ -1067,6 +1137,28 @@ mod tests {
     }
 
     #[test]
+    fn traffic_within_a_subnet_is_untracked_except_to_the_host() {
+        let rules = net(false);
+        let c = ensure_network(&Network::check(&rules).unwrap());
+        let rendered: serde_json::Value = serde_json::from_str(&render(&c)).unwrap();
+        let objects = rendered["nftables"].as_array().unwrap();
+        let want = serde_json::json!({"add": {"rule": {"family": "inet", "table": "wharf",
+        "chain": "n-0123456789ab-raw", "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                       "right": {"prefix": {"addr": "10.88.0.0", "len": 16}}}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": {"prefix": {"addr": "10.88.0.0", "len": 16}}}},
+            {"match": {"op": "!=", "left": {"fib": {"result": "type", "flags": ["daddr"]}},
+                       "right": "local"}},
+            {"notrack": null}
+        ]}}});
+        assert!(objects.contains(&want), "{rendered:#}");
+        let dispatch = serde_json::json!({"add": {"element": {"family": "inet", "table": "wharf",
+            "name": "raw-from", "elem": [["wharf0", {"jump": {"target": "n-0123456789ab-raw"}}]]}}});
+        assert!(objects.contains(&dispatch), "{rendered:#}");
+    }
+
+    #[test]
     fn network_masquerades_outbound_and_hairpin_and_isolates() {
         let rules = net(false);
         let c = ensure_network(&Network::check(&rules).unwrap());
@@ -1359,7 +1451,7 @@ mod tests {
         let n = Network::check(&rules).unwrap();
         let c = remove_network(n.id12, &network_elements(&n), &[n.bridge]);
         let listed = objects(&c);
-        for suffix in ["from", "to", "nat", "hairpin"] {
+        for suffix in ["from", "to", "nat", "hairpin", "raw"] {
             let chain = serde_json::json!({"family": "inet", "table": "wharf",
                 "name": format!("n-0123456789ab-{suffix}")});
             let added = listed
