@@ -72,13 +72,23 @@ impl Engine {
             preserve_fds: 0,
             ignore_paused: false,
         };
-        let attach = if options.detach {
-            wharf_runtime::Attach::Detach
-        } else {
-            wharf_runtime::Attach::Foreground
-        };
+        if options.detach {
+            // Docker's `exec -d`: the process gets no stdio of ours (a
+            // caller reading our output to its end must not wait for it).
+            let null = fs_err::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map_err(io_err("open", std::path::Path::new("/dev/null")))?;
+            let null = std::os::fd::AsFd::as_fd(&null);
+            return crate::monitor::with_stdio([null, null, null], || {
+                self.runtime().exec(&request, wharf_runtime::Attach::Detach)
+            })
+            .map_err(io_err("redirect the standard streams of", &container.dir))?
+            .map_err(|e| command_error(e, &container));
+        }
         self.runtime()
-            .exec(&request, attach)
+            .exec(&request, wharf_runtime::Attach::Foreground)
             .map_err(|e| command_error(e, &container))
     }
 

@@ -103,7 +103,7 @@ impl Engine {
                 .write_to(&mut socket)
                 .map_err(io_err("attach to", &container.dir))?;
         }
-        self.spawn_monitor(
+        let monitor = self.spawn_monitor(
             &container,
             ready_write,
             attach.as_ref().map(|(_, theirs)| theirs),
@@ -112,7 +112,7 @@ impl Engine {
             drop(theirs);
             ours
         });
-        let report = read_report(ready_read, &container.dir)?;
+        let report = read_report(ready_read, monitor, &container.dir)?;
         if report != READY_OK {
             return Err(start_error(&container, &report));
         }
@@ -135,7 +135,7 @@ impl Engine {
         container: &Container,
         ready: OwnedFd,
         attach: Option<&OwnedFd>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<u32, EngineError> {
         let log_path = container.dir.join("monitor.log");
         let log = fs_err::OpenOptions::new()
             .create(true)
@@ -175,10 +175,10 @@ impl Engine {
         .map_err(io_err("seal the binary for the monitor of", &container.dir))?;
         use std::os::fd::AsRawFd as _;
         let exe = std::path::PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
-        wharf_sys::process::spawn_session(&exe, &args, &env, log.as_fd(), &fds)
+        let pid = wharf_sys::process::spawn_session(&exe, &args, &env, log.as_fd(), &fds)
             .map_err(io_err("spawn the monitor of", &container.dir))?;
         drop(sealed);
-        Ok(())
+        Ok(pid)
     }
 
     /// Connects to a running container's monitor and says which streams
@@ -456,12 +456,57 @@ impl Engine {
 }
 
 /// Reads the monitor's one-line report until it closes the pipe.
-fn read_report(pipe: OwnedFd, dir: &Path) -> Result<String, EngineError> {
-    let mut text = String::new();
-    std::fs::File::from(pipe)
-        .read_to_string(&mut text)
-        .map_err(io_err("read the monitor's report for", dir))?;
-    let text = text.trim().to_owned();
+/// Reads the monitor's one-line report. The pipe's end of EOF cannot be
+/// trusted to come when the monitor dies: a container init forked by it and
+/// still waiting for `start` holds a copy of the write end. So the wait also
+/// watches the monitor itself (our child) and stops when it has exited.
+fn read_report(pipe: OwnedFd, monitor: u32, dir: &Path) -> Result<String, EngineError> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let read_err = io_err("read the monitor's report for", dir);
+    let pid = rustix::process::Pid::from_raw(i32::try_from(monitor).unwrap_or(i32::MAX));
+    let mut text = Vec::new();
+    let mut file = std::fs::File::from(pipe);
+    let mut buf = [0u8; 4096];
+    let mut monitor_gone = false;
+    loop {
+        let mut fds = [PollFd::new(&file, PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {
+                if monitor_gone {
+                    break;
+                }
+                // Reaps the monitor only once it has exited.
+                let exited = pid.is_some_and(|pid| {
+                    matches!(
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG),
+                        Ok(Some(_)) | Err(rustix::io::Errno::CHILD)
+                    )
+                });
+                // One more poll round for what it wrote before exiting.
+                monitor_gone = exited;
+                continue;
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(read_err(e.into())),
+        }
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                text.extend_from_slice(&buf[..n]);
+                if text.ends_with(b"\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
     if text.is_empty() {
         let log = fs_err::read_to_string(dir.join("monitor.log")).unwrap_or_default();
         let last = log.lines().last().unwrap_or("no message").to_owned();

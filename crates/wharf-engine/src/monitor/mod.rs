@@ -806,7 +806,9 @@ fn reap() -> Vec<(i32, i32)> {
 /// Runs `f` with `fds` as this process's stdin, stdout and stderr (what the
 /// runtime hands to the process it starts), then puts the monitor's own
 /// back.
-fn with_stdio<T>(fds: [BorrowedFd<'_>; 3], f: impl FnOnce() -> T) -> io::Result<T> {
+/// Runs `f` with `fds` as this process's stdin, stdout and stderr, then
+/// puts the originals back.
+pub(crate) fn with_stdio<T>(fds: [BorrowedFd<'_>; 3], f: impl FnOnce() -> T) -> io::Result<T> {
     let saved: Vec<OwnedFd> = [
         rustix::stdio::stdin(),
         rustix::stdio::stdout(),

@@ -770,3 +770,175 @@ fn many_cycles_and_killed_monitors_leak_nothing() {
         .unwrap_or_default();
     assert!(!records.contains("\"svc\""), "{records}");
 }
+
+#[test]
+fn create_options_static_addresses_and_shared_namespaces() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let engine = Engine::with_busybox(&env);
+    let mut net = Net::new(&engine);
+    let name = env.name();
+    let n = net.create(
+        &name,
+        &[
+            "--subnet",
+            "10.251.7.0/24",
+            "--gateway",
+            "10.251.7.254",
+            "--ip-range",
+            "10.251.7.128/25",
+            "--opt",
+            "mtu=1400",
+            "--label",
+            "team=net",
+        ],
+    );
+    assert_eq!(n["IPAM"]["Config"][0]["Subnet"], "10.251.7.0/24");
+    assert_eq!(n["IPAM"]["Config"][0]["Gateway"], "10.251.7.254");
+    assert_eq!(n["IPAM"]["Config"][0]["IPRange"], "10.251.7.128/25");
+    assert_eq!(n["Labels"]["team"], "net");
+    let ls = engine.ok(&["network", "ls", "--filter", "label=team=net", "-q"]);
+    assert_eq!(ls.trim(), &n["Id"].as_str().unwrap()[..12]);
+
+    // Automatic addresses come from the ip-range; --ip and --mac-address
+    // are honoured; the MTU reaches the container's interface.
+    let auto = engine.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "busybox",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(auto.contains("inet 10.251.7.128/24"), "{auto}");
+    let fixed = engine.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "--ip",
+        "10.251.7.9",
+        "--mac-address",
+        "02:42:00:00:be:ef",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "corp.example",
+        "--add-host",
+        "db:10.9.9.9",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link show eth0; ip -o -4 addr show eth0; cat /etc/resolv.conf /etc/hosts",
+    ]);
+    for want in [
+        "mtu 1400",
+        "02:42:00:00:be:ef",
+        "inet 10.251.7.9/24",
+        "nameserver 192.0.2.53",
+        "search corp.example",
+        "10.9.9.9\tdb",
+    ] {
+        assert!(fixed.contains(want), "{want:?} in {fixed}");
+    }
+    // A taken address is refused; an address outside the subnet too.
+    engine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        &name,
+        "--ip",
+        "10.251.7.9",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let (code, err) = engine.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "--ip",
+        "10.251.7.9",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("10.251.7.9") && err.contains("in use"),
+        "{err}"
+    );
+    let (_, err) = engine.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "--ip",
+        "10.1.1.1",
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("10.1.1.1"), "{err}");
+
+    // --network container: shares the holder's namespace: same address,
+    // its localhost.
+    engine.ok(&["exec", "-d", "holder", "sh", "-c", &httpd("shared-ns")]);
+    let shared = engine.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:holder",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; sleep 0.5; timeout 5 wget -qO- http://127.0.0.1/",
+    ]);
+    assert!(
+        shared.contains("inet 10.251.7.9/24") && shared.contains("shared-ns"),
+        "{shared}"
+    );
+    // Flags that need a network of their own are refused with it.
+    let (_, err) = engine.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:holder",
+        "-p",
+        "80",
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("publish"), "{err}");
+
+    // Bad requests: a clear error, nothing made.
+    let (_, err) = engine.fails(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.251.7.0/24",
+        &format!("{name}x"),
+    ]);
+    assert!(err.contains("overlaps"), "{err}");
+    let (_, err) = engine.fails(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.251.8.1/24",
+        &format!("{name}y"),
+    ]);
+    assert!(err.contains("host bits"), "{err}");
+    let (_, err) = engine.fails(&["run", "--rm", "--network", "no-such-net", "busybox", "true"]);
+    assert!(
+        err.contains("no-such-net") && err.contains("not found"),
+        "{err}"
+    );
+    let (_, err) = engine.fails(&["network", "rm", "bridge"]);
+    assert!(err.contains("default network"), "{err}");
+}
