@@ -8,6 +8,12 @@
 //! every child that exits, and when CMD exits, exits with its status
 //! (128 + signal number when CMD was killed). Single-threaded, no
 //! allocation in the loop; it holds no file descriptors of its own.
+//!
+//! `wharf-init --pause` is a pod's infra container (Podman's pause): it
+//! runs nothing, sleeps in `sigwait` with every signal blocked, reaps the
+//! orphans a shared PID namespace hands it, and exits 0 on SIGTERM or
+//! SIGINT; other signals are ignored. As PID 1 it gets only the signals it
+//! waits for (a blocked signal is queued, not dropped as unhandled).
 
 use std::ffi::OsString;
 
@@ -32,15 +38,19 @@ fn forwarded(signal: Signal) -> bool {
     )
 }
 
-/// Runs the init; returns the exit status for the binary to exit with.
-pub fn main(args: Vec<OsString>) -> i32 {
-    let mut args = args.into_iter().skip_while(|a| a != "--").skip(1);
-    let Some(program) = args.next() else {
-        eprintln!("wharf init: usage: wharf __init -- CMD [ARG...]");
-        return 127;
+/// Whether the command line asks for the pause mode: `wharf-init --pause`
+/// or `wharf __init --pause` (never an argument of a command after `--`).
+fn pause_requested(args: &[OsString]) -> bool {
+    let rest = match args.get(1) {
+        Some(a) if a == "__init" => &args[2..],
+        _ => args.get(1..).unwrap_or_default(),
     };
-    // Everything the kernel lets a process block: the loop below receives
-    // them with sigwait instead of running handlers.
+    rest.first().is_some_and(|a| a == "--pause")
+}
+
+/// Everything the kernel lets a process block: the loops receive them with
+/// sigwait instead of running handlers.
+fn blockable() -> SigSet {
     let mut blocked = SigSet::all();
     for s in [
         Signal::SIGSEGV,
@@ -53,6 +63,46 @@ pub fn main(args: Vec<OsString>) -> i32 {
     ] {
         blocked.remove(s);
     }
+    blocked
+}
+
+/// The pause mode: sleep, reap, exit 0 on SIGTERM or SIGINT.
+fn pause() -> i32 {
+    let blocked = blockable();
+    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
+        eprintln!("wharf init: block signals: {e}");
+        return 1;
+    }
+    loop {
+        match blocked.wait() {
+            Ok(Signal::SIGTERM | Signal::SIGINT) => return 0,
+            Ok(Signal::SIGCHLD) => {
+                while let Ok(status) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    if status == WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("wharf init: wait for signals: {e}");
+                return 1;
+            }
+        }
+    }
+}
+
+/// Runs the init; returns the exit status for the binary to exit with.
+pub fn main(args: Vec<OsString>) -> i32 {
+    if pause_requested(&args) {
+        return pause();
+    }
+    let mut args = args.into_iter().skip_while(|a| a != "--").skip(1);
+    let Some(program) = args.next() else {
+        eprintln!("wharf init: usage: wharf __init -- CMD [ARG...]");
+        return 127;
+    };
+    let blocked = blockable();
     if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
         eprintln!("wharf init: block signals: {e}");
         return 127;
@@ -157,5 +207,22 @@ mod tests {
         assert!(!forwarded(Signal::SIGCHLD));
         assert!(!forwarded(Signal::SIGKILL));
         assert!(!forwarded(Signal::SIGSEGV));
+    }
+
+    #[test]
+    fn pause_is_the_first_argument_only() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(pause_requested(&args(&["/sbin/wharf-init", "--pause"])));
+        assert!(pause_requested(&args(&["wharf", "__init", "--pause"])));
+        assert!(!pause_requested(&args(&[
+            "wharf-init",
+            "--",
+            "sh",
+            "--pause"
+        ])));
+        assert!(!pause_requested(&args(&[
+            "wharf", "__init", "--", "--pause"
+        ])));
+        assert!(!pause_requested(&args(&["wharf-init"])));
     }
 }
