@@ -349,6 +349,64 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A pod name breaks the container name rule.
+    #[error("invalid pod name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidPodName {
+        /// The name given.
+        name: String,
+    },
+    /// A pod id is not 64 lowercase hex digits.
+    #[error("invalid pod id \"{id}\": expected 64 lowercase hex digits")]
+    InvalidPodId {
+        /// The id given.
+        id: String,
+    },
+    /// No pod has this id, name or id prefix.
+    #[error("no such pod: {reference}")]
+    PodNotFound {
+        /// What was looked up.
+        reference: String,
+    },
+    /// An id prefix matches several pods.
+    #[error("pod id prefix \"{prefix}\" matches more than one pod")]
+    PodAmbiguous {
+        /// The prefix given.
+        prefix: String,
+    },
+    /// A pod name is taken (the name's UNIQUE constraint decided).
+    #[error("pod name \"{name}\" is already in use by pod {holder}")]
+    PodNameInUse {
+        /// The name asked for.
+        name: String,
+        /// The short id of the pod that has it.
+        holder: String,
+    },
+    /// A pod still has containers where it must have none.
+    #[error("pod {name} still has {count} container(s)")]
+    PodHasContainers {
+        /// The pod's name.
+        name: String,
+        /// How many.
+        count: usize,
+    },
+    /// A pod has running containers and the operation needs them stopped.
+    #[error("cannot remove pod {name}: it has {running} running container(s): stop the pod before removing or force remove (pod rm -f)")]
+    PodRunning {
+        /// The pod's name.
+        name: String,
+        /// How many containers run (its infra included).
+        running: usize,
+    },
+    /// A pod's infra container is removed with its pod only.
+    #[error("container {id} is the infra container of pod {pod}{}: remove the pod instead (pod rm)", if *members > 0 { format!(", which has {members} other container(s)") } else { String::new() })]
+    InfraContainer {
+        /// The short id.
+        id: String,
+        /// The pod's name.
+        pod: String,
+        /// How many other containers are in the pod.
+        members: usize,
+    },
 }
 
 impl From<wharf_image::ImageError> for EngineError {
@@ -443,6 +501,13 @@ impl EngineError {
             }
             Self::StartFailed { .. } | Self::ReadConfig(_) => ErrorKind::Internal,
             Self::NotRunning { .. } | Self::ContainerRunning { .. } => ErrorKind::Conflict,
+            Self::InvalidPodName { .. } | Self::InvalidPodId { .. } => ErrorKind::InvalidArgument,
+            Self::PodNotFound { .. } => ErrorKind::NotFound,
+            Self::PodNameInUse { .. } => ErrorKind::AlreadyExists,
+            Self::PodAmbiguous { .. }
+            | Self::PodHasContainers { .. }
+            | Self::PodRunning { .. }
+            | Self::InfraContainer { .. } => ErrorKind::Conflict,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! load. Containers ([`containers`]): create, start through the
 //! per-container [`monitor`], stop, kill, remove, exec, attach, logs
 //! ([`logs`]), named volumes ([`volumes`]: records, data directories, mounts
-//! and users); [`spec`] turns an image config and a `docker run`-style
+//! and users), pods ([`pods`]: containers sharing an infra container's
+//! namespaces); [`spec`] turns an image config and a `docker run`-style
 //! request into the OCI runtime spec with Docker's defaults, and [`state`]
 //! keeps container records and the event journal in `engine.db` with
 //! per-container locks.
@@ -21,6 +22,7 @@ pub mod images;
 pub mod logs;
 pub mod monitor;
 pub mod networks;
+pub mod pods;
 pub mod spec;
 pub mod state;
 pub mod system;

@@ -28,6 +28,7 @@ mod tests {
             image_name: "busybox:latest".to_owned(),
             config: serde_json::json!({"Cmd": ["sh"], "Tty": true}),
             labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
+            pod_id: None,
         }
     }
 

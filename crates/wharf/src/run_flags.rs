@@ -788,6 +788,7 @@ impl CreateFlags {
             volumes,
             health,
             start_next: false,
+            pod: None,
         })
     }
 }

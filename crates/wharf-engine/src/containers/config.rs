@@ -240,6 +240,13 @@ pub struct ContainerConfig {
     pub health: Option<HealthConfig>,
     /// Image platform (`os/arch`).
     pub platform: String,
+    /// A pod's infra container: no image, its rootfs is `<dir>/rootfs`
+    /// (see `pods`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub infra: bool,
+    /// The pod namespaces it enters at each start (`run --pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<crate::pods::PodJoin>,
 }
 
 impl ContainerConfig {

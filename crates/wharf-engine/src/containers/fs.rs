@@ -31,6 +31,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use wharf_sys::Root;
 
+use super::Container;
 use crate::state::{ContainerLock, ContainerState};
 use crate::{Engine, EngineError};
 
@@ -1213,6 +1214,18 @@ impl Drop for PauseGuard {
     }
 }
 
+/// A pod's infra container has no image filesystem: `cp`, `export`, `diff`
+/// and `commit` refuse it by name rather than fail on a missing rootfs.
+fn refuse_infra(c: &Container, what: &str) -> Result<(), EngineError> {
+    if c.config.infra {
+        return Err(EngineError::invalid(format!(
+            "container {} is a pod's infra container: it has no image filesystem to {what}",
+            c.record.name
+        )));
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Opens a container's filesystem for `cp`: takes its lock and mounts
     /// its rootfs if it is not (a stopped container's), for as long as the
@@ -1229,6 +1242,7 @@ impl Engine {
         let record = store.get(reference)?;
         let lock = store.lock(&record.id)?;
         let record = self.reconcile(store.get_by_id(&record.id)?, true)?;
+        refuse_infra(&self.container_from(record.clone())?, "copy from or into")?;
         let key = record.id.as_str().to_owned();
         let mounted = self.images.rootfs_mounted(&key)?;
         let rootfs = self.images.remount_rootfs(&key)?;
@@ -1266,6 +1280,7 @@ impl Engine {
     /// cannot be read.
     pub fn container_changes(&self, reference: &str) -> Result<Vec<Change>, EngineError> {
         let c = self.container(reference)?;
+        refuse_infra(&c, "diff")?;
         let rootfs = self.images.rootfs(c.record.id.as_str())?;
         let upper = rootfs.upper.ok_or_else(|| {
             EngineError::invalid(format!(
@@ -1324,6 +1339,7 @@ impl Engine {
         let store = self.containers()?;
         let record = store.get(reference)?;
         let container = self.container_from(record.clone())?;
+        refuse_infra(&container, "commit")?;
         let base = self.images.resolve(&record.image_id)?;
         let mut image_config = base.configuration()?;
         let mut config = image_config.config().clone().unwrap_or_default();

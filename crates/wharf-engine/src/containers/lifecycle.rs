@@ -42,7 +42,7 @@ impl Engine {
     /// `start`: spawns the container's monitor, which mounts the rootfs,
     /// creates and starts the container, records it running and reports
     /// back. Starting a running container does nothing (and attaches if
-    /// asked).
+    /// asked). A pod member's infra container is started first (Podman).
     ///
     /// # Errors
     ///
@@ -57,6 +57,12 @@ impl Engine {
     ) -> Result<(Container, Option<AttachStream>), EngineError> {
         let store = self.containers()?;
         let record = store.get(reference)?;
+        if !record.state.is_up() {
+            if let Some(join) = super::ContainerConfig::from_value(&record.config)?.pod {
+                // Before this container's lock: the infra takes its own.
+                self.start_container(&join.infra, &StartOptions::default())?;
+            }
+        }
         let _lock = store.lock(&record.id)?;
         let record = self.reconcile(store.get_by_id(&record.id)?, true)?;
         match record.state {

@@ -19,7 +19,7 @@ pub mod attach;
 mod config;
 mod exec;
 mod files;
-pub(crate) use files::write_file;
+pub(crate) use files::{write_file, EtcFiles};
 mod fs;
 mod lifecycle;
 mod prune;
@@ -100,6 +100,8 @@ pub struct CreateRequest {
     /// stays mounted for the monitor instead of being unmounted and
     /// mounted again (`rm` unmounts it if the start never comes).
     pub start_next: bool,
+    /// `--pod`: the pod to join (its shared namespaces and cgroup).
+    pub pod: Option<String>,
 }
 
 /// `--health-cmd`, `--health-interval`, … and `--no-healthcheck`.
@@ -198,7 +200,7 @@ pub struct Container {
 pub const DEFAULT_STOP_TIMEOUT: u32 = 10;
 
 /// The cgroup every container's cgroup is made under.
-const CGROUP_PARENT: &str = "/wharf";
+pub(crate) const CGROUP_PARENT: &str = "/wharf";
 
 /// Removes what a failed create made, in reverse, unless committed.
 struct CreateGuard<'a> {
@@ -251,7 +253,7 @@ fn io_err(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -
 }
 
 /// The host facts the spec needs, read from this process.
-fn host_facts() -> HostFacts {
+pub(crate) fn host_facts() -> HostFacts {
     let hard = |r| rustix::process::getrlimit(r).maximum.unwrap_or(u64::MAX);
     HostFacts {
         rlimit_nofile_hard: hard(rustix::process::Resource::Nofile),
@@ -270,7 +272,7 @@ pub(crate) fn bounding_caps() -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
-fn read_host_file(path: &str) -> String {
+pub(crate) fn read_host_file(path: &str) -> String {
     fs_err::read_to_string(path).unwrap_or_default()
 }
 
@@ -414,6 +416,10 @@ impl Engine {
                 });
             }
         }
+        let placement = match &request.pod {
+            Some(pod) => Some(self.place_in_pod(pod, request)?),
+            None => None,
+        };
         let image = self.images.resolve(&request.image)?;
         let image_config = image.configuration()?;
         let id = ContainerId::random()?;
@@ -432,8 +438,14 @@ impl Engine {
         guard.rootfs = true;
 
         let mut spec_request = request.spec.clone();
-        let network = self.plan_network(request)?;
+        let network = match placement.as_ref().and_then(|p| p.network.clone()) {
+            Some(shared) => shared,
+            None => self.plan_network(request)?,
+        };
         spec_request.network = network.mode.clone();
+        if let Some(hostname) = placement.as_ref().and_then(|p| p.hostname.clone()) {
+            spec_request.hostname = hostname;
+        }
         if spec_request.hostname.is_empty() {
             spec_request.hostname = id.short().to_owned();
         }
@@ -458,8 +470,11 @@ impl Engine {
             &host_facts(),
         )?;
         let mut spec = plan.spec;
+        let cgroup_parent = placement
+            .as_ref()
+            .map_or(CGROUP_PARENT, |p| p.cgroup_parent.as_str());
         if let Some(linux) = spec.linux_mut() {
-            linux.set_cgroups_path(Some(PathBuf::from(format!("{CGROUP_PARENT}/{id}"))));
+            linux.set_cgroups_path(Some(PathBuf::from(format!("{cgroup_parent}/{id}"))));
         }
         if !request.annotations.is_empty() {
             spec.set_annotations(Some(request.annotations.clone().into_iter().collect()));
@@ -481,7 +496,15 @@ impl Engine {
                 .unwrap_or_else(|| read_host_file("/etc/resolv.conf")),
         };
         files.write(&dir)?;
-        let spec_json = serde_json::to_vec_pretty(&spec).map_err(EngineError::AssembleSpec)?;
+        let mut spec_doc = serde_json::to_value(&spec).map_err(EngineError::AssembleSpec)?;
+        if let Some(join) = placement.as_ref().and_then(|p| p.join.as_ref()) {
+            // Placeholders: the infra's pid is set at each start.
+            crate::pods::apply_join_plan(
+                &mut spec_doc,
+                &crate::pods::join_plan(&join.namespaces, "self"),
+            );
+        }
+        let spec_json = serde_json::to_vec_pretty(&spec_doc).map_err(EngineError::AssembleSpec)?;
         files::write_file(&dir.join("config.json"), &spec_json)?;
         // Mounted again by the monitor at each start.
         if !request.start_next {
@@ -539,6 +562,8 @@ impl Engine {
             annotations: request.annotations.clone(),
             health: health_config(&image.config, &request.health),
             platform: format!("{}/{}", image_config.os(), image_config.architecture()),
+            infra: false,
+            pod: placement.as_ref().and_then(|p| p.join.clone()),
         };
         let new = NewContainer {
             id: id.clone(),
@@ -552,6 +577,7 @@ impl Engine {
             image_name: request.image.clone(),
             config: config.to_value(),
             labels,
+            pod_id: placement.as_ref().map(|p| p.pod.clone()),
         };
         if request.name.is_some() {
             store.create(&new)?;
@@ -700,6 +726,31 @@ impl Engine {
     /// ([`EngineError::ContainerRunning`]); a host operation failed (the
     /// record is then left `dead`, for another `rm`).
     pub fn remove_container(
+        &self,
+        reference: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<ContainerRecord, EngineError> {
+        let store = self.containers()?;
+        let record = store.get(reference)?;
+        if let Some(pod_id) = &record.pod_id {
+            let infra = ContainerConfig::from_value(&record.config).is_ok_and(|c| c.infra);
+            if infra {
+                if let Ok(pod) = store.get_pod(pod_id.as_str()) {
+                    let members = store.pod_members(pod_id)?.len().saturating_sub(1);
+                    return Err(EngineError::InfraContainer {
+                        id: record.id.short().to_owned(),
+                        pod: pod.name.to_string(),
+                        members,
+                    });
+                }
+            }
+        }
+        self.remove_container_unchecked(reference, force, volumes)
+    }
+
+    /// `rm` without the infra check (`pod rm` removes its infra).
+    pub(crate) fn remove_container_unchecked(
         &self,
         reference: &str,
         force: bool,
@@ -902,7 +953,7 @@ fn ensure_working_dir(rootfs: &Path, cwd: &str) -> Result<(), EngineError> {
 /// the copy bound read-only as /sbin/wharf-init: never the host's binary
 /// itself, so a privileged container that remounts it writable changes
 /// only the copy. One copy per binary version, written once (temp+rename).
-fn init_binary(root: &Path, requested: Option<&Path>) -> Result<PathBuf, EngineError> {
+pub(crate) fn init_binary(root: &Path, requested: Option<&Path>) -> Result<PathBuf, EngineError> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let exe =
         fs_err::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
@@ -964,6 +1015,9 @@ impl Engine {
 
     /// Where the container's rootfs is mounted while it runs.
     pub fn container_rootfs_path(&self, c: &Container) -> PathBuf {
+        if c.config.infra {
+            return c.dir.join("rootfs");
+        }
         self.images
             .rootfs(c.record.id.as_str())
             .map(|r| r.path)

@@ -31,7 +31,11 @@ impl Engine {
         let mut report = ContainerPruneReport::default();
         for c in self.list_containers(true)? {
             let record = &c.record;
-            if record.state.is_up() || !filter.matches(record.created, &record.labels) {
+            // An infra container goes with its pod (`pod rm`).
+            if record.state.is_up()
+                || c.config.infra
+                || !filter.matches(record.created, &record.labels)
+            {
                 continue;
             }
             let size = self.container_size(&c).map(|(rw, _)| rw).unwrap_or(0);

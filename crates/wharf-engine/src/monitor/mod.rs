@@ -329,10 +329,13 @@ impl Monitor {
     /// Mounts, creates and starts the container; records it running.
     fn start_once(&mut self) -> Result<Instance, (i32, String)> {
         let fail = |e: &(dyn std::error::Error + 'static)| (125, wharf_runtime::render_chain(e));
-        self.engine
-            .images
-            .remount_rootfs(self.id.as_str())
-            .map_err(|e| fail(&e))?;
+        // An infra container's rootfs is a plain directory (see `pods`).
+        if !self.config.infra {
+            self.engine
+                .images
+                .remount_rootfs(self.id.as_str())
+                .map_err(|e| fail(&e))?;
+        }
         let runtime = self.engine.runtime();
         let rid = Engine::runtime_id(&self.id);
         if runtime.state(&rid).is_ok() {
@@ -418,8 +421,8 @@ impl Monitor {
     }
 
     /// Points the runtime spec at the namespaces of the container this one
-    /// shares them with (`--network container:`), whose init may have
-    /// changed since the last start.
+    /// shares them with (its pod's infra, `--network container:`), whose
+    /// init may have changed since the last start.
     fn join_shared_namespaces(&self) -> Result<(), EngineError> {
         self.engine
             .refresh_joined_namespaces(&self.dir, &self.config)

@@ -49,6 +49,9 @@ pub enum NetworkRequest {
     Container(String),
     /// `ns:<path>`: join the network namespace at this path.
     Namespace(PathBuf),
+    /// The pod's (`run --pod` without `--network`): the infra container's
+    /// namespace when the pod shares it, else the default network.
+    Pod,
 }
 
 /// One network a container is to join, and its settings there.
@@ -161,13 +164,31 @@ impl Engine {
         request: &crate::containers::CreateRequest,
     ) -> Result<PlannedNetwork, EngineError> {
         let publishing = !request.ports.is_empty() || request.publish_all;
+        self.plan_network_request(&request.network, publishing)
+    }
+
+    /// [`Engine::plan_network`] for a network request alone (`pod create`).
+    pub(crate) fn plan_network_request(
+        &self,
+        network: &NetworkRequest,
+        publishing: bool,
+    ) -> Result<PlannedNetwork, EngineError> {
+        // A pod member not on the pod's network (`place_in_pod` plans the
+        // shared case) is on the default one.
+        let pod_default;
+        let network = if *network == NetworkRequest::Pod {
+            pod_default = NetworkRequest::Networks(vec![crate::pods::default_attach()]);
+            &pod_default
+        } else {
+            network
+        };
         let plain = |mode: NetworkMode, name: String| PlannedNetwork {
             mode,
             name,
             attach: Vec::new(),
             resolv_from: None,
         };
-        let planned = match &request.network {
+        let planned = match network {
             NetworkRequest::None => plain(NetworkMode::None, "none".into()),
             NetworkRequest::Host => plain(NetworkMode::Host, "host".into()),
             NetworkRequest::Networks(list) => {
@@ -206,6 +227,7 @@ impl Engine {
                     resolv_from: None,
                 }
             }
+            NetworkRequest::Pod => unreachable!("replaced by the default network above"),
             NetworkRequest::Container(reference) => {
                 let target = self.containers()?.get(reference)?;
                 let dir = self.containers()?.container_dir(&target.id);
@@ -232,53 +254,6 @@ impl Engine {
             )));
         }
         Ok(planned)
-    }
-
-    /// For `--network container:<id>`: sets the runtime spec's network
-    /// namespace path to that container's init, which must be running.
-    pub(crate) fn refresh_joined_namespaces(
-        &self,
-        dir: &std::path::Path,
-        config: &ContainerConfig,
-    ) -> Result<(), EngineError> {
-        let Some(target) = config.network.strip_prefix("container:") else {
-            return Ok(());
-        };
-        let store = self.containers()?;
-        let record = self.reconcile(store.get(target)?, false)?;
-        let pid = match (record.state.is_up(), record.pid) {
-            (true, Some(pid)) => pid,
-            _ => return Err(EngineError::NotRunning {
-                id: record.id.short().to_owned(),
-                reason:
-                    "its network namespace is shared (--network container:) and it is not running"
-                        .into(),
-            }),
-        };
-        let path = dir.join("config.json");
-        let io = |operation| {
-            let path = path.clone();
-            move |source| EngineError::Io {
-                operation,
-                path,
-                source,
-            }
-        };
-        let bytes = fs_err::read(&path).map_err(io("read"))?;
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(EngineError::AssembleSpec)?;
-        let namespaces = spec
-            .pointer_mut("/linux/namespaces")
-            .and_then(serde_json::Value::as_array_mut);
-        if let Some(namespaces) = namespaces {
-            for ns in namespaces {
-                if ns.get("type").and_then(serde_json::Value::as_str) == Some("network") {
-                    ns["path"] = serde_json::Value::String(format!("/proc/{pid}/ns/net"));
-                }
-            }
-        }
-        let bytes = serde_json::to_vec_pretty(&spec).map_err(EngineError::AssembleSpec)?;
-        crate::containers::write_file(&path, &bytes)
     }
 
     /// The network definitions.

@@ -61,6 +61,20 @@ const MIGRATIONS: &[&str] = &[
     // 4: the health check's state (JSON: status, failing streak, last
     // results), written by the monitor.
     "ALTER TABLE containers ADD COLUMN health TEXT;",
+    // 5: pods (owned by `pods`) and the pod each container is in. The
+    // membership is a column, not part of the opaque config, so that "the
+    // members of pod X" is one indexed query and a member's insert checks
+    // its pod in the same transaction (see `state::pods`).
+    "CREATE TABLE pods (
+        id TEXT PRIMARY KEY,              -- 64 lowercase hex
+        name TEXT UNIQUE NOT NULL,        -- container name rules
+        created INTEGER NOT NULL,         -- unix nanoseconds
+        labels TEXT NOT NULL DEFAULT '{}',  -- JSON object of strings
+        config TEXT NOT NULL,             -- JSON, opaque to the state module
+        infra_id TEXT                     -- containers.id; NULL without infra
+    );
+    ALTER TABLE containers ADD COLUMN pod_id TEXT;  -- pods.id, NULL outside pods
+    CREATE INDEX containers_pod ON containers(pod_id);",
 ];
 
 /// How long a connection waits for another process's write lock before it

@@ -13,6 +13,7 @@
 pub(crate) mod db;
 mod lock;
 pub(crate) mod names;
+mod pods;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +25,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use lock::ContainerLock;
 pub use names::{ContainerId, ContainerName};
+pub use pods::{NewPod, PodRecord};
 
 use crate::error::EngineError;
 use db::db;
@@ -101,6 +103,8 @@ pub struct NewContainer {
     pub config: serde_json::Value,
     /// `--label`s and the image's labels.
     pub labels: BTreeMap<String, String>,
+    /// The pod it joins (`--pod`), which must exist when it is recorded.
+    pub pod_id: Option<crate::pods::PodId>,
 }
 
 /// A container's record.
@@ -139,6 +143,8 @@ pub struct ContainerRecord {
     pub stop_requested: bool,
     /// The health check's state as JSON (opaque here), when it has one.
     pub health: Option<serde_json::Value>,
+    /// The pod it is in.
+    pub pod_id: Option<crate::pods::PodId>,
 }
 
 /// A state change, applied by [`ContainerStore::transition`].
@@ -232,7 +238,7 @@ pub struct ContainerStore {
 }
 
 const COLUMNS: &str = "id, name, image_id, image_name, created, config, labels, state, pid, \
-     exit_code, started_at, finished_at, restart_count, monitor_pid, stop_requested, health";
+     exit_code, started_at, finished_at, restart_count, monitor_pid, stop_requested, health, pod_id";
 
 /// How many names [`ContainerStore::create_with_random_name`] tries.
 const NAME_ATTEMPTS: u32 = 16;
@@ -280,30 +286,16 @@ impl ContainerStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("begin creating a container"))?;
-        let config = new.config.to_string();
-        let labels = labels_json(&new.labels);
-        let inserted = tx.execute(
-            "INSERT INTO containers (id, name, image_id, image_name, created, config, labels, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created')",
-            params![
-                new.id.as_str(),
-                new.name.as_str(),
-                new.image_id,
-                new.image_name,
-                nanos(SystemTime::now()),
-                config,
-                labels
-            ],
-        );
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(name_in_use(&tx, &new.name)?);
+        if let Some(pod) = &new.pod_id {
+            // Checked in the insert's transaction: a `pod rm` cannot slip
+            // in between and leave a member of a pod that is gone.
+            if pods::read_pod(&tx, "id", pod.as_str())?.is_none() {
+                return Err(EngineError::PodNotFound {
+                    reference: pod.to_string(),
+                });
             }
-            Err(e) => return Err(db("insert a container")(e)),
         }
-        let attributes = BTreeMap::from([("image".to_owned(), new.image_name.clone())]);
-        insert_event(&tx, &new.id, new.name.as_str(), "create", &attributes)?;
+        insert_container(&tx, new)?;
         tx.commit().map_err(db("commit a new container"))
     }
 
@@ -777,6 +769,37 @@ impl ContainerStore {
     }
 }
 
+/// Inserts a new container and its `create` event in the caller's
+/// transaction.
+fn insert_container(tx: &rusqlite::Transaction<'_>, new: &NewContainer) -> Result<(), EngineError> {
+    let config = new.config.to_string();
+    let labels = labels_json(&new.labels);
+    let inserted = tx.execute(
+        "INSERT INTO containers (id, name, image_id, image_name, created, config, labels, state,
+         pod_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'created', ?8)",
+        params![
+            new.id.as_str(),
+            new.name.as_str(),
+            new.image_id,
+            new.image_name,
+            nanos(SystemTime::now()),
+            config,
+            labels,
+            new.pod_id.as_ref().map(|p| p.as_str())
+        ],
+    );
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(name_in_use(tx, &new.name)?);
+        }
+        Err(e) => return Err(db("insert a container")(e)),
+    }
+    let attributes = BTreeMap::from([("image".to_owned(), new.image_name.clone())]);
+    insert_event(tx, &new.id, new.name.as_str(), "create", &attributes)?;
+    Ok(())
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     // Only `name` is UNIQUE; an id collision is a PRIMARYKEY violation and
     // stays a database error.
@@ -889,6 +912,11 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRecord> {
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|e| conversion_error(15, e.to_string()))?,
+        pod_id: r
+            .get::<_, Option<String>>(16)?
+            .map(|p| crate::pods::PodId::parse(&p))
+            .transpose()
+            .map_err(|e| conversion_error(16, e.to_string()))?,
     })
 }
 
