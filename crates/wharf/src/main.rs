@@ -20,6 +20,7 @@ mod log;
 mod monitor_main;
 mod networks_cli;
 mod output;
+mod pods_cli;
 mod proc_info;
 mod progress;
 mod run_flags;
@@ -90,6 +91,9 @@ enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(networks_cli::NetworkCommand),
+    /// Manage pods: containers sharing namespaces.
+    #[command(subcommand)]
+    Pod(pods_cli::PodCommand),
     /// Create and run a new container from an image.
     Run(containers_cli::RunArgs),
     /// Create a new container.
@@ -216,6 +220,7 @@ fn engine_main(cli: Cli) -> i32 {
                 Command::System(c) => i::system(&engine, c),
                 Command::Volume(c) => volumes_cli::run(&engine, c),
                 Command::Network(c) => networks_cli::run(&engine, c),
+                Command::Pod(c) => pods_cli::run(&engine, c),
                 Command::Run(a) => c::run(&engine, a),
                 Command::Create(a) => c::create(&engine, a),
                 Command::Start(a) => c::start(&engine, a),

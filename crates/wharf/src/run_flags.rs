@@ -164,6 +164,9 @@ pub struct CreateFlags {
     /// several networks.
     #[arg(long, visible_alias = "net")]
     pub network: Vec<String>,
+    /// Run in this pod (name or id): share its namespaces and cgroup.
+    #[arg(long)]
+    pub pod: Option<String>,
     /// Publish a container's port to the host
     /// (`[ip:][hostport[-end]:]port[-end][/tcp|udp|sctp]`).
     #[arg(short = 'p', long)]
@@ -515,6 +518,16 @@ impl CreateFlags {
 
     /// `--network` and the flags that go with the first network.
     fn network_request(&self) -> anyhow::Result<NetworkRequest> {
+        if self.pod.is_some() && self.network.is_empty() {
+            if self.ip.is_some()
+                || self.ip6.is_some()
+                || self.mac_address.is_some()
+                || !self.network_alias.is_empty()
+            {
+                bail!("--ip, --ip6, --mac-address and --network-alias set a container's own network: with --pod they need --network (in a pod that does not share its network)");
+            }
+            return Ok(NetworkRequest::Pod);
+        }
         let first = self.network.first().map(String::as_str).unwrap_or("bridge");
         let single = |mode: &str| -> anyhow::Result<()> {
             if self.network.len() > 1 {
@@ -788,7 +801,7 @@ impl CreateFlags {
             volumes,
             health,
             start_next: false,
-            pod: None,
+            pod: self.pod.clone(),
         })
     }
 }

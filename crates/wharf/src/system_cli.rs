@@ -35,6 +35,24 @@ pub struct StatsArgs {
     containers: Vec<String>,
 }
 
+impl StatsArgs {
+    /// `stats` of these containers (`pod stats`).
+    pub(crate) fn of(
+        containers: Vec<String>,
+        no_stream: bool,
+        no_trunc: bool,
+        format: Option<String>,
+    ) -> StatsArgs {
+        StatsArgs {
+            all: false,
+            no_stream,
+            no_trunc,
+            format,
+            containers,
+        }
+    }
+}
+
 /// `version`.
 #[derive(Debug, clap::Args)]
 pub struct VersionArgs {
