@@ -11,6 +11,7 @@ mod fs;
 mod images;
 mod init;
 mod network;
+mod pod;
 mod run;
 mod runtime_cli;
 mod runtime_security;

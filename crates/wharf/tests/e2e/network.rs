@@ -17,19 +17,19 @@ use wharf_testkit::{require, TestEnv};
 use crate::run::Engine;
 
 /// The busybox command that serves `text` over HTTP on port 80.
-fn httpd(text: &str) -> String {
+pub(crate) fn httpd(text: &str) -> String {
     format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www")
 }
 
 /// Removes the test's networks (and its containers, through `Engine`'s
 /// drop) whatever happens.
-struct Net<'a> {
+pub(crate) struct Net<'a> {
     engine: &'a Engine,
     names: Vec<String>,
 }
 
 impl<'a> Net<'a> {
-    fn new(engine: &'a Engine) -> Self {
+    pub(crate) fn new(engine: &'a Engine) -> Self {
         Net {
             engine,
             names: Vec::new(),
@@ -37,7 +37,7 @@ impl<'a> Net<'a> {
     }
 
     /// `network create NAME ARGS…`; the inspect object.
-    fn create(&mut self, name: &str, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn create(&mut self, name: &str, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["network", "create"];
         all.extend_from_slice(args);
         all.push(name);
@@ -76,7 +76,7 @@ fn address(engine: &Engine, container: &str, network: &str) -> String {
 }
 
 /// The host's first global IPv4 address (eth0's here).
-fn host_address() -> String {
+pub(crate) fn host_address() -> String {
     let out = Command::new("ip")
         .args(["-4", "-o", "addr", "show", "scope", "global"])
         .output()
@@ -91,7 +91,7 @@ fn host_address() -> String {
 }
 
 /// GET / over plain TCP; the body's first line.
-fn http_get(addr: &str, port: u16) -> std::io::Result<String> {
+pub(crate) fn http_get(addr: &str, port: u16) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(
         &format!("{addr}:{port}").parse().unwrap(),
         Duration::from_secs(3),
@@ -109,7 +109,7 @@ fn http_get(addr: &str, port: u16) -> std::io::Result<String> {
 }
 
 /// Waits until `addr:port` serves HTTP.
-fn wait_http(engine: &Engine, addr: &str, port: u16) -> String {
+pub(crate) fn wait_http(engine: &Engine, addr: &str, port: u16) -> String {
     let mut last = String::new();
     engine.eventually(&format!("http on {addr}:{port}"), || {
         match http_get(addr, port) {
@@ -124,7 +124,7 @@ fn wait_http(engine: &Engine, addr: &str, port: u16) -> String {
 }
 
 /// Veths still attached to `bridge`.
-fn bridge_ports(bridge: &str) -> Vec<String> {
+pub(crate) fn bridge_ports(bridge: &str) -> Vec<String> {
     match fs_err::read_dir(format!("/sys/class/net/{bridge}/brif")) {
         Ok(d) => d
             .flatten()
@@ -135,7 +135,7 @@ fn bridge_ports(bridge: &str) -> Vec<String> {
 }
 
 /// The allocations left in a network's address pool.
-fn allocations(network_id: &str) -> Vec<serde_json::Value> {
+pub(crate) fn allocations(network_id: &str) -> Vec<serde_json::Value> {
     let path = format!("/run/wharf/networks/{network_id}/ipam.json");
     match fs_err::read(&path) {
         Ok(bytes) => {
@@ -147,7 +147,7 @@ fn allocations(network_id: &str) -> Vec<serde_json::Value> {
 }
 
 /// Wharf's nft table as text ("" when absent).
-fn nft_table() -> String {
+pub(crate) fn nft_table() -> String {
     let out = Command::new("nft")
         .args(["list", "table", "inet", "wharf"])
         .output()
@@ -156,7 +156,7 @@ fn nft_table() -> String {
 }
 
 /// Nothing of `ids` is left: no veth on `bridge`, no allocation, no rule.
-fn assert_no_leaks(network_id: &str, bridge: &str, ids: &[String]) {
+pub(crate) fn assert_no_leaks(network_id: &str, bridge: &str, ids: &[String]) {
     // The kernel removes a dead namespace's veth asynchronously.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !bridge_ports(bridge).is_empty() && std::time::Instant::now() < deadline {
