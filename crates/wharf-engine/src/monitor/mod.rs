@@ -110,7 +110,7 @@ struct Monitor {
 struct Instance {
     pid: i32,
     /// What the container's networking holds while it runs.
-    _network: crate::networks::NetworkHold,
+    network: crate::networks::NetworkHold,
     /// Terminal master, or the stdout pipe.
     out: OwnedFd,
     /// The stderr pipe (no terminal).
@@ -242,7 +242,7 @@ impl Monitor {
         let mut backoff = BACKOFF_START;
         let mut last_exit: Option<i32>;
         loop {
-            let instance = match self.start_once() {
+            let mut instance = match self.start_once() {
                 Ok(i) => i,
                 Err((code, chain)) => {
                     if ready.is_some() {
@@ -264,9 +264,14 @@ impl Monitor {
             };
             report(ready, Ok(()));
             let started = instance.started;
+            // The host ports stay reserved until their rules are gone:
+            // released first, a port the kernel hands to another
+            // container's `-p` would still be published by this one.
+            let ports = std::mem::take(&mut instance.network);
             let code = self.pump(instance, &sigfd, &listener, &mut clients, &mut log);
             let _ = log.flush();
             self.release();
+            drop(ports);
             let store = self.engine.containers()?;
             let attributes =
                 BTreeMap::from([("exitCode".to_owned(), code.unwrap_or(-1).to_string())]);
@@ -412,7 +417,7 @@ impl Monitor {
 
         Ok(Instance {
             pid,
-            _network: network,
+            network,
             out,
             err,
             input,
