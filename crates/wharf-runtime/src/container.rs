@@ -294,6 +294,7 @@ pub(crate) fn create(
     if let Some(path) = &req.pid_file {
         write_pid_file(path, init_pid)?;
     }
+    send(&parent, &Message::Created)?;
     guard.commit();
     Ok(Created {
         record,

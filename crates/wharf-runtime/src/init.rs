@@ -208,6 +208,10 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     args.sync
         .send(&Message::Ready)
         .step(|| "report ready".into())?;
+    // Only a recorded container may wait: if the runtime dies before saving
+    // its state, this gets EOF and the init exits rather than wait forever
+    // for a start nobody can give (holding the caller's descriptors).
+    recv_expect(&args.sync, &Message::Created)?;
 
     // Block until `start` writes to the exec fifo.
     let mut byte = [0u8; 1];

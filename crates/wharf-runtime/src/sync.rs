@@ -36,6 +36,11 @@ pub(crate) enum Message {
     /// Child → parent: setup is complete; waiting for start (or about to
     /// exec, for an exec'd process).
     Ready,
+    /// Parent → child (create): the container's state is saved; the init
+    /// may wait for start. An init that gets EOF here instead exits: its
+    /// runtime died before recording it, and nothing could ever start or
+    /// delete it.
+    Created,
     /// Child → parent: setup failed; the rendered error chain.
     Error(String),
 }
