@@ -30,9 +30,9 @@ BENCH_DIR=$(dirname "$SELF")
 source "$BENCH_DIR/lib.sh"
 
 BASE=/var/tmp/wharf-bench
-RUNS=40
-SECONDS_PER=5
-REPEAT=3
+RUNS=${RUNS:-40}
+SECONDS_PER=${SECONDS_PER:-5}
+REPEAT=${REPEAT:-5}
 PREFIX=$BASE/prefix
 NET=benchnet
 SUBNET=10.254.77.0/24
@@ -45,8 +45,8 @@ Usage: bench/network.sh [options]
   -n N           timed runs per run-latency command (default $RUNS, in 4 blocks
                  alternating between the commands; at least 20)
   --seconds S    length of one iperf3 measurement (default $SECONDS_PER)
-  --repeat R     iperf3 measurements per path, the median is reported
-                 (default $REPEAT)
+  --repeat R     rounds of iperf3 measurements, each taking every path in
+                 turn; the median per path is reported (default $REPEAT)
   --prefix DIR   where scripts/install.sh put bin/wharf (default $PREFIX)
   -h, --help     this text
 
@@ -131,18 +131,6 @@ host_server() {
     die "iperf3 server on $1 did not start"
 }
 
-# measure TAG CMD...: REPEAT runs of an iperf3 client command (its -J output
-# to a file each); prints the median Gbit/s.
-measure() {
-    local tag=$1 i
-    shift
-    for i in $(seq "$REPEAT"); do
-        "$@" >"$RES/iperf.$tag.$i.json" 2>>"$WORK/iperf.$tag.log" \
-            || { tail -n 5 "$WORK/iperf.$tag.log" >&2; die "iperf3 $tag failed"; }
-    done
-    for i in $(seq "$REPEAT"); do iperf_gbit "$RES/iperf.$tag.$i.json"; done | median
-}
-
 inner_main() {
     WORK=$1 RES=$2 WHARF=$3
     trap inner_cleanup EXIT
@@ -207,7 +195,7 @@ EOF
     for key in "${keys[@]}"; do MED[$key]=$(median_ms "$key"); done
 
     # --- 2. throughput -----------------------------------------------------------
-    log "throughput: plain veth pair"
+    log "throughput: setting up the veth pair, wharf's and podman's networks"
     NS_A=wharfbench-a NS_B=wharfbench-b
     ip netns add "$NS_A"
     ip netns add "$NS_B"
@@ -218,54 +206,59 @@ EOF
     ip -n "$NS_B" link set veth0 up
     ip -n "$NS_A" link set lo up
     ip -n "$NS_B" link set lo up
-    declare -A GB=()
     veth_client() {
         ip netns exec "$NS_B" iperf3 -s -1 -p 5201 -B "$VETH_B" >/dev/null 2>&1 &
         sleep 0.3
         ip netns exec "$NS_A" iperf3 -c "$VETH_B" -p 5201 -t "$SECONDS_PER" -J
     }
-    GB[veth]=$(measure veth veth_client)
 
-    log "throughput: wharf"
     $W network create --subnet "$SUBNET" "$NET" >/dev/null
-    local gw=${SUBNET%.0/24}.1
+    local gw=${SUBNET%.0/24}.1 wharf_server podman_server
+    $W run -d --name iperf-server --network "$NET" "${IPERF_MOUNTS[@]}" bench/busybox \
+        iperf3 -s -p 5201 >/dev/null
+    wharf_server=$($W inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" iperf-server)
     wharf_to_host() {
         host_server "$gw"
         $W run --rm --network "$NET" "${IPERF_MOUNTS[@]}" bench/busybox \
             iperf3 -c "$gw" -p 5201 -t "$SECONDS_PER" -J
     }
-    GB[wharf-host]=$(measure wharf-host wharf_to_host)
-    $W run -d --name iperf-server --network "$NET" "${IPERF_MOUNTS[@]}" bench/busybox \
-        iperf3 -s -p 5201 >/dev/null
-    local server_ip
-    server_ip=$($W inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" iperf-server)
-    sleep 0.5
     wharf_to_ctr() {
         $W run --rm --network "$NET" "${IPERF_MOUNTS[@]}" bench/busybox \
-            iperf3 -c "$server_ip" -p 5201 -t "$SECONDS_PER" -J
+            iperf3 -c "$wharf_server" -p 5201 -t "$SECONDS_PER" -J
     }
-    GB[wharf-ctr]=$(measure wharf-ctr wharf_to_ctr)
-    $W rm -f iperf-server >/dev/null
 
-    log "throughput: podman"
     "${PODMAN[@]}" network create --subnet 10.254.79.0/24 "$NET" >/dev/null
     local pgw=10.254.79.1
+    # The bridge exists once a container is on it.
+    "${PODMAN[@]}" run -d --name iperf-server --network "$NET" "${IPERF_MOUNTS[@]}" \
+        localhost/bench/busybox iperf3 -s -p 5201 >/dev/null
+    podman_server=$("${PODMAN[@]}" inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" iperf-server)
     podman_to_host() {
         host_server "$pgw"
         "${PODMAN[@]}" run --rm --network "$NET" "${IPERF_MOUNTS[@]}" localhost/bench/busybox \
             iperf3 -c "$pgw" -p 5201 -t "$SECONDS_PER" -J
     }
-    # The bridge exists once a container is on it.
-    "${PODMAN[@]}" run -d --name iperf-server --network "$NET" "${IPERF_MOUNTS[@]}" \
-        localhost/bench/busybox iperf3 -s -p 5201 >/dev/null
-    server_ip=$("${PODMAN[@]}" inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" iperf-server)
-    sleep 0.5
-    GB[podman-host]=$(measure podman-host podman_to_host)
     podman_to_ctr() {
         "${PODMAN[@]}" run --rm --network "$NET" "${IPERF_MOUNTS[@]}" localhost/bench/busybox \
-            iperf3 -c "$server_ip" -p 5201 -t "$SECONDS_PER" -J
+            iperf3 -c "$podman_server" -p 5201 -t "$SECONDS_PER" -J
     }
-    GB[podman-ctr]=$(measure podman-ctr podman_to_ctr)
+    sleep 0.5
+
+    # Rounds that take every path in turn, so that the machine's drift
+    # weighs on all of them alike; the median of each path's runs.
+    declare -A GB=() FN=([veth]=veth_client [wharf-host]=wharf_to_host
+        [wharf-ctr]=wharf_to_ctr [podman-host]=podman_to_host [podman-ctr]=podman_to_ctr)
+    local round tag tags=(veth wharf-host wharf-ctr podman-host podman-ctr)
+    for round in $(seq "$REPEAT"); do
+        log "throughput: round $round of $REPEAT"
+        for tag in "${tags[@]}"; do
+            "${FN[$tag]}" >"$RES/iperf.$tag.$round.json" 2>>"$WORK/iperf.$tag.log" \
+                || { tail -n 5 "$WORK/iperf.$tag.log" >&2; die "iperf3 $tag failed"; }
+        done
+    done
+    for tag in "${tags[@]}"; do
+        GB[$tag]=$(for round in $(seq "$REPEAT"); do iperf_gbit "$RES/iperf.$tag.$round.json"; done | median)
+    done
 
     # --- report -----------------------------------------------------------------
     local wd pd
@@ -286,7 +279,7 @@ $(first_line iperf3 --version).
 | wharf | ${MED[wharf-none]} | ${MED[wharf-bridge]} | **$wd ms** |
 | podman | ${MED[podman-none]} | ${MED[podman-bridge]} | $pd ms |
 
-### TCP throughput, one iperf3 stream of ${SECONDS_PER} s (median of $REPEAT)
+### TCP throughput, one iperf3 stream of ${SECONDS_PER} s (median of $REPEAT rounds taking each path in turn)
 
 | path | Gbit/s | vs the plain veth pair |
 |---|---:|---:|
@@ -317,4 +310,5 @@ RES=$BASE/results/network-$STAMP
 mkdir -p "$RES"
 WORK=$(mktemp -d "$BASE/network.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-unshare -m --propagation private "$SELF" __inner "$WORK" "$RES" "$WHARF"
+RUNS=$RUNS SECONDS_PER=$SECONDS_PER REPEAT=$REPEAT \
+    unshare -m --propagation private "$SELF" __inner "$WORK" "$RES" "$WHARF"
