@@ -131,36 +131,18 @@ impl Engine {
         let netns_path = format!("/proc/{pid}/ns/net");
         let netns: OwnedFd = wharf_net::netns::open(Path::new(&netns_path)).map_err(net_err)?;
         let backend = wharf_net::BridgeBackend::open().map_err(net_err)?;
-        let store = self.network_store();
         for (i, (network, attach)) in networks.iter().zip(&config.networks).enumerate() {
-            if backend.prepare(network).map_err(net_err)? {
-                self.firewall_ensure_network(network)?;
-            }
-            let mac = attach
-                .mac
-                .as_deref()
-                .map(parse_mac)
-                .transpose()
-                .map_err(net_err)?;
             let interface = format!("eth{i}");
-            let endpoint = backend
-                .connect(
-                    &store,
-                    network,
-                    netns.as_fd(),
-                    &EndpointRequest {
-                        owner: id.as_str(),
-                        interface: &interface,
-                        ipv4: attach.ipv4,
-                        ipv6: attach.ipv6,
-                        mac,
-                        default_route: i == 0,
-                    },
-                )
-                .map_err(net_err)?;
-            let mut aliases = attach.aliases.clone();
-            aliases.push(id.short().to_owned());
-            state.endpoints.push(EndpointState { endpoint, aliases });
+            let endpoint = self.connect_endpoint(
+                &backend,
+                network,
+                netns.as_fd(),
+                id,
+                attach,
+                &interface,
+                i == 0,
+            )?;
+            state.endpoints.push(endpoint);
             state.write(dir)?;
         }
 
@@ -190,6 +172,52 @@ impl Engine {
         Ok(NetworkHold {
             _reservations: reservations,
         })
+    }
+
+    /// Prepares `network`'s host side (its firewall rules when the bridge
+    /// had to be made) and connects the namespace `netns` to it as
+    /// `interface`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one endpoint's settings, from two callers"
+    )]
+    fn connect_endpoint(
+        &self,
+        backend: &wharf_net::BridgeBackend,
+        network: &wharf_net::Network,
+        netns: std::os::fd::BorrowedFd<'_>,
+        id: &ContainerId,
+        attach: &super::NetworkAttach,
+        interface: &str,
+        default_route: bool,
+    ) -> Result<EndpointState, EngineError> {
+        if backend.prepare(network).map_err(net_err)? {
+            self.firewall_ensure_network(network)?;
+        }
+        let mac = attach
+            .mac
+            .as_deref()
+            .map(parse_mac)
+            .transpose()
+            .map_err(net_err)?;
+        let endpoint = backend
+            .connect(
+                &self.network_store(),
+                network,
+                netns,
+                &EndpointRequest {
+                    owner: id.as_str(),
+                    interface,
+                    ipv4: attach.ipv4,
+                    ipv6: attach.ipv6,
+                    mac,
+                    default_route,
+                },
+            )
+            .map_err(net_err)?;
+        let mut aliases = attach.aliases.clone();
+        aliases.push(id.short().to_owned());
+        Ok(EndpointState { endpoint, aliases })
     }
 
     /// Undoes [`Engine::network_up`] from the container's `network.json`:
@@ -329,33 +357,15 @@ impl Engine {
             let netns = wharf_net::netns::open(Path::new(&format!("/proc/{pid}/ns/net")))
                 .map_err(net_err)?;
             let backend = wharf_net::BridgeBackend::open().map_err(net_err)?;
-            if backend.prepare(&network).map_err(net_err)? {
-                self.firewall_ensure_network(&network)?;
-            }
-            let mac = attach
-                .mac
-                .as_deref()
-                .map(parse_mac)
-                .transpose()
-                .map_err(net_err)?;
-            let endpoint = backend
-                .connect(
-                    &self.network_store(),
-                    &network,
-                    netns.as_fd(),
-                    &EndpointRequest {
-                        owner: record.id.as_str(),
-                        interface: &interface,
-                        ipv4: attach.ipv4,
-                        ipv6: attach.ipv6,
-                        mac,
-                        default_route: false,
-                    },
-                )
-                .map_err(net_err)?;
-            let mut aliases = attach.aliases.clone();
-            aliases.push(record.id.short().to_owned());
-            let e = EndpointState { endpoint, aliases };
+            let e = self.connect_endpoint(
+                &backend,
+                &network,
+                netns.as_fd(),
+                &record.id,
+                &attach,
+                &interface,
+                false,
+            )?;
             if network.dns {
                 self.dns_add(&record.id, &network, record.name.as_str(), &e)?;
             }
