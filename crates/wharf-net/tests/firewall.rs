@@ -82,6 +82,7 @@ mod tests {
             id: id.to_owned(),
             bridge: bridge.to_owned(),
             subnets: vec![subnet.parse().expect("test subnet")],
+            gateways: Vec::new(),
             internal,
         }
     }

@@ -299,6 +299,7 @@ fn network_rules(network: &Network) -> NetworkRules {
         id: network.id.clone(),
         bridge: network.bridge.clone(),
         subnets: network.subnets.iter().map(|s| s.subnet).collect(),
+        gateways: network.subnets.iter().map(|s| s.gateway).collect(),
         internal: network.internal,
     }
 }

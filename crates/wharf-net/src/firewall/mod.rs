@@ -181,6 +181,11 @@ pub struct NetworkRules {
     pub bridge: String,
     /// The network's subnets (any mix of IPv4 and IPv6).
     pub subnets: Vec<IpNet>,
+    /// The host's addresses on the bridge (the gateways). Traffic within a
+    /// subnet that is not for one of them goes untracked; without them a
+    /// per-packet route lookup (`fib daddr type local`) decides.
+    #[serde(default)]
+    pub gateways: Vec<IpAddr>,
     /// An internal network: no masquerade, and nothing leaves or enters its
     /// bridge except within it.
     pub internal: bool,

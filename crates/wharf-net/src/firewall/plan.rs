@@ -171,6 +171,7 @@ pub(crate) struct Network<'a> {
     pub(crate) id12: &'a str,
     pub(crate) bridge: &'a str,
     pub(crate) subnets: &'a [IpNet],
+    pub(crate) gateways: &'a [IpAddr],
     pub(crate) internal: bool,
 }
 
@@ -180,6 +181,7 @@ impl<'a> Network<'a> {
             id12: short_id("network id", &net.id)?,
             bridge: check_bridge(&net.bridge)?,
             subnets: &net.subnets,
+            gateways: &net.gateways,
             internal: net.internal,
         })
     }
@@ -733,13 +735,28 @@ fn network(c: &mut Vec<Command>, net: &Network<'_>) {
     c.push(flush_chain(raw.clone()));
     for subnet in net.subnets {
         let family = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
+        let mut statements = vec![
+            eq(payload(family, "saddr"), prefix(*subnet)),
+            eq(payload(family, "daddr"), prefix(*subnet)),
+        ];
+        let gateways: Vec<IpAddr> = net
+            .gateways
+            .iter()
+            .copied()
+            .filter(|g| subnet.contains(g))
+            .collect();
+        match gateways.as_slice() {
+            // A compare instead of a route lookup per packet.
+            [gateway] => statements.push(matches(
+                payload(family, "daddr"),
+                Operator::NEQ,
+                text(gateway.to_string()),
+            )),
+            _ => statements.push(daddr_is_not_local()),
+        }
         c.push(Command::AddNotrackRule {
             chain: raw.clone(),
-            statements: vec![
-                eq(payload(family, "saddr"), prefix(*subnet)),
-                eq(payload(family, "daddr"), prefix(*subnet)),
-                daddr_is_not_local(),
-            ],
+            statements,
         });
     }
     let from = network_chain(net.id12, "from");
@@ -964,6 +981,7 @@ mod tests {
                 "10.88.0.0/16".parse().unwrap(),
                 "fd00:88::/64".parse().unwrap(),
             ],
+            gateways: Vec::new(),
             internal,
         }
     }
@@ -1156,6 +1174,37 @@ mod tests {
         let dispatch = serde_json::json!({"add": {"element": {"family": "inet", "table": "wharf",
             "name": "raw-from", "elem": [["wharf0", {"jump": {"target": "n-0123456789ab-raw"}}]]}}});
         assert!(objects.contains(&dispatch), "{rendered:#}");
+    }
+
+    #[test]
+    fn with_known_gateways_the_untracked_rule_compares_instead_of_routing() {
+        let mut rules = net(false);
+        rules.gateways = vec!["10.88.0.1".parse().unwrap(), "fd00:88::1".parse().unwrap()];
+        let c = ensure_network(&Network::check(&rules).unwrap());
+        let rendered: serde_json::Value = serde_json::from_str(&render(&c)).unwrap();
+        let objects = rendered["nftables"].as_array().unwrap();
+        let want = serde_json::json!({"add": {"rule": {"family": "inet", "table": "wharf",
+        "chain": "n-0123456789ab-raw", "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}},
+                       "right": {"prefix": {"addr": "fd00:88::", "len": 64}}}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}},
+                       "right": {"prefix": {"addr": "fd00:88::", "len": 64}}}},
+            {"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "daddr"}},
+                       "right": "fd00:88::1"}},
+            {"notrack": null}
+        ]}}});
+        assert!(objects.contains(&want), "{rendered:#}");
+        let raw_rules: Vec<&serde_json::Value> = objects
+            .iter()
+            .filter(|o| o["add"]["rule"]["chain"] == "n-0123456789ab-raw")
+            .collect();
+        assert_eq!(raw_rules.len(), 2, "{rendered:#}");
+        for rule in raw_rules {
+            assert!(
+                !rule.to_string().contains("\"fib\""),
+                "a route lookup: {rule}"
+            );
+        }
     }
 
     #[test]
