@@ -884,31 +884,41 @@ pub fn ps(engine: &Engine, a: PsArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Runs `logs`.
-pub fn logs(engine: &Engine, a: LogsArgs) -> anyhow::Result<i32> {
-    let c = engine.container(&a.container)?;
+/// `--since`, `--until` (relative to now), `--tail` (a number or `all`),
+/// `-t` and `-f` → what the log reader takes (`logs`, `pod logs`).
+pub(crate) fn read_options(
+    since: Option<&str>,
+    until: Option<&str>,
+    tail: &str,
+    timestamps: bool,
+    follow: bool,
+) -> anyhow::Result<ReadOptions> {
     let now = SystemTime::now();
-    let options = ReadOptions {
-        since: a
-            .since
-            .as_deref()
-            .map(|s| parse_time_arg(s, now))
-            .transpose()?,
-        until: a
-            .until
-            .as_deref()
-            .map(|s| parse_time_arg(s, now))
-            .transpose()?,
-        tail: match a.tail.as_str() {
+    Ok(ReadOptions {
+        since: since.map(|s| parse_time_arg(s, now)).transpose()?,
+        until: until.map(|s| parse_time_arg(s, now)).transpose()?,
+        tail: match tail {
             "all" | "" => None,
             n => Some(
                 n.parse()
                     .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or all"))?,
             ),
         },
-        timestamps: a.timestamps,
-        follow: a.follow,
-    };
+        timestamps,
+        follow,
+    })
+}
+
+/// Runs `logs`.
+pub fn logs(engine: &Engine, a: LogsArgs) -> anyhow::Result<i32> {
+    let c = engine.container(&a.container)?;
+    let options = read_options(
+        a.since.as_deref(),
+        a.until.as_deref(),
+        &a.tail,
+        a.timestamps,
+        a.follow,
+    )?;
     let id = c.record.id.to_string();
     let is_running = || {
         engine

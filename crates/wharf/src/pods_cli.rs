@@ -1,13 +1,12 @@
 //! `pod …` commands with Podman's names, flags and output: create, start,
 //! stop, restart, kill, rm, ps (ls), inspect, top, stats, logs.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail};
 use wharf_engine::containers::Container;
-use wharf_engine::logs::{format_timestamp, parse_time_arg, ReadOptions, Stream};
+use wharf_engine::logs::{format_timestamp, Stream};
 use wharf_engine::networks::{NetworkAttach, NetworkName, NetworkRequest, PortSpec};
 use wharf_engine::pods::{parse_shares, CreatePodRequest, Pod, PodName};
 use wharf_engine::state::ContainerName;
@@ -293,14 +292,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreatePodRequest> {
             Some(NetworkRequest::Networks(list))
         }
     };
-    let labels: BTreeMap<String, String> = a
-        .label
-        .iter()
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (l.clone(), String::new()),
-        })
-        .collect();
+    let labels = crate::run_flags::labels(&a.label);
     Ok(CreatePodRequest {
         name: name.map(|n| PodName::parse(n)).transpose()?,
         labels,
@@ -455,28 +447,13 @@ fn logs(engine: &Engine, a: &LogsArgs) -> anyhow::Result<i32> {
             bail!("pod {} has no container {only}", pod.record.name);
         }
     }
-    let now = SystemTime::now();
-    let options = ReadOptions {
-        since: a
-            .since
-            .as_deref()
-            .map(|s| parse_time_arg(s, now))
-            .transpose()?,
-        until: a
-            .until
-            .as_deref()
-            .map(|s| parse_time_arg(s, now))
-            .transpose()?,
-        tail: match a.tail.as_str() {
-            "all" | "" => None,
-            n => Some(
-                n.parse()
-                    .map_err(|_| anyhow!("invalid --tail {n:?}: a number or all"))?,
-            ),
-        },
-        timestamps: a.timestamps,
-        follow: a.follow,
-    };
+    let options = crate::containers_cli::read_options(
+        a.since.as_deref(),
+        a.until.as_deref(),
+        &a.tail,
+        a.timestamps,
+        a.follow,
+    )?;
     let several = containers.len() > 1;
     let read = |c: &Container| -> Result<(), EngineError> {
         let prefix = if several {

@@ -736,14 +736,7 @@ impl CreateFlags {
             wharf_runtime::signal::parse(sig)
                 .map_err(|e| anyhow!("invalid --stop-signal {sig:?}: {e}"))?;
         }
-        let labels: BTreeMap<String, String> = self
-            .label
-            .iter()
-            .map(|l| match l.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (l.clone(), String::new()),
-            })
-            .collect();
+        let labels = labels(&self.label);
         let annotations: BTreeMap<String, String> = self
             .annotation
             .iter()
@@ -804,6 +797,17 @@ impl CreateFlags {
             pod: self.pod.clone(),
         })
     }
+}
+
+/// `--label KEY=VALUE` (a bare `KEY` has an empty value, as Docker's).
+pub(crate) fn labels(values: &[String]) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (l.clone(), String::new()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -162,10 +162,12 @@ impl Engine {
             self.firewall_add_ports(id, first, &state.endpoints[0].endpoint, &state.ports)?;
         }
 
-        for (network, e) in networks.iter().zip(&state.endpoints) {
-            if network.dns {
-                let name = self.containers()?.get_by_id(id)?.name.to_string();
-                self.dns_add(id, network, &name, e)?;
+        if networks.iter().any(|n| n.dns) {
+            let name = self.containers()?.get_by_id(id)?.name;
+            for (network, e) in networks.iter().zip(&state.endpoints) {
+                if network.dns {
+                    self.dns_add(id, network, name.as_str(), e)?;
+                }
             }
         }
         self.write_network_files(dir, config, &networks, &state)?;
@@ -295,10 +297,15 @@ impl Engine {
         let Ok(records) = store.list(crate::state::ListFilter::Up) else {
             return true;
         };
+        // Only the mode is needed: read it from the record's JSON rather
+        // than decoding every running container's whole configuration.
         let mode = format!("container:{id}");
         records.iter().any(|r| {
             &r.id != id
-                && ContainerConfig::from_value(&r.config).map_or(true, |c| c.network == mode)
+                && r.config
+                    .get("network")
+                    .and_then(serde_json::Value::as_str)
+                    .is_none_or(|m| m == mode)
         })
     }
 

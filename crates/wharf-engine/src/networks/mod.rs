@@ -230,14 +230,7 @@ impl Engine {
             NetworkRequest::Pod => unreachable!("replaced by the default network above"),
             NetworkRequest::Container(reference) => {
                 let target = self.containers()?.get(reference)?;
-                let dir = self.containers()?.container_dir(&target.id);
-                PlannedNetwork {
-                    // The path is set at each start, from the target's pid.
-                    mode: NetworkMode::Join(PathBuf::from("/proc/self/ns/net")),
-                    name: format!("container:{}", target.id),
-                    attach: Vec::new(),
-                    resolv_from: fs_err::read_to_string(dir.join("resolv.conf")).ok(),
-                }
+                self.shared_network(&target.id)?
             }
             NetworkRequest::Namespace(path) => {
                 wharf_net::netns::open(path).map_err(net_err)?;
@@ -254,6 +247,22 @@ impl Engine {
             )));
         }
         Ok(planned)
+    }
+
+    /// The plan of a container that joins `target`'s network namespace
+    /// (`--network container:`, pod members): the path is set at each start
+    /// from the target's pid; resolv.conf starts from the target's.
+    pub(crate) fn shared_network(
+        &self,
+        target: &ContainerId,
+    ) -> Result<PlannedNetwork, EngineError> {
+        let dir = self.containers()?.container_dir(target);
+        Ok(PlannedNetwork {
+            mode: NetworkMode::Join(PathBuf::from("/proc/self/ns/net")),
+            name: format!("container:{target}"),
+            attach: Vec::new(),
+            resolv_from: fs_err::read_to_string(dir.join("resolv.conf")).ok(),
+        })
     }
 
     /// The network definitions.

@@ -397,14 +397,7 @@ impl Engine {
                     resolv_from: None,
                 });
             } else {
-                let dir = store.container_dir(infra);
-                placement.network = Some(PlannedNetwork {
-                    // The path is set at each start, from the infra's pid.
-                    mode: NetworkMode::Join(PathBuf::from("/proc/self/ns/net")),
-                    name: format!("container:{infra}"),
-                    attach: Vec::new(),
-                    resolv_from: fs_err::read_to_string(dir.join("resolv.conf")).ok(),
-                });
+                placement.network = Some(self.shared_network(infra)?);
             }
         }
         if config.shares.contains(&Share::Uts) {
