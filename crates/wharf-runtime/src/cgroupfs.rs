@@ -10,7 +10,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use wharf_cgroups::CgroupMount;
+use wharf_cgroups::{CgroupMount, Location};
 use wharf_sys::mount::{self as sysmount, FsOption, MountAttrs};
 use wharf_sys::Root;
 
@@ -37,6 +37,35 @@ fn own_cgroup(proc_cgroup: &str, controllers: &[String]) -> Option<String> {
     None
 }
 
+/// How the init sees cgroups when it mounts them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CgroupView<'a> {
+    /// The container has its own cgroup namespace (already entered).
+    pub(crate) ns: bool,
+    /// The container's cgroup. The init mounts its cgroups before the
+    /// runtime has finished moving it there (that move waits for an RCU
+    /// grace period, which the mounts overlap), so its directories come
+    /// from here rather than from `/proc/self/cgroup`.
+    pub(crate) container: Option<&'a Location>,
+}
+
+/// The container's directory in hierarchy `h`, when its cgroup has one.
+fn container_dir(location: &Location, h: &CgroupMount) -> Option<PathBuf> {
+    let dir = match location {
+        Location::V1 { dirs, unified } => {
+            if h.fstype == "cgroup2" {
+                unified.clone()
+            } else {
+                h.controllers.iter().find_map(|c| dirs.get(c).cloned())
+            }
+        }
+        Location::V2 { dir, .. } => (h.fstype == "cgroup2").then(|| dir.clone()),
+    }?;
+    // Only a directory of this very mount (the runtime resolved it from
+    // the same mount table).
+    dir.starts_with(&h.mount_point).then_some(dir)
+}
+
 /// Host directory of the caller's cgroup in `h`.
 fn host_dir(h: &CgroupMount, cgroup: &str) -> PathBuf {
     let rel = cgroup
@@ -53,10 +82,10 @@ fn host_dir(h: &CgroupMount, cgroup: &str) -> PathBuf {
 fn source_tree(
     h: &CgroupMount,
     proc_cgroup: &str,
-    cgroupns: bool,
+    view: CgroupView<'_>,
     attrs: u64,
 ) -> Result<OwnedFd, StepError> {
-    if cgroupns {
+    if view.ns {
         let options: Vec<FsOption> = h
             .controllers
             .iter()
@@ -74,8 +103,13 @@ fn source_tree(
         return sysmount::new_fs(&h.fstype, Some("cgroup"), &options, attrs)
             .step(|| format!("mount {} {}", h.fstype, h.controllers.join(",")));
     }
-    let cgroup = own_cgroup(proc_cgroup, &h.controllers).unwrap_or_else(|| "/".into());
-    let dir = host_dir(h, &cgroup);
+    let dir = match view.container.and_then(|l| container_dir(l, h)) {
+        Some(dir) => dir,
+        None => {
+            let cgroup = own_cgroup(proc_cgroup, &h.controllers).unwrap_or_else(|| "/".into());
+            host_dir(h, &cgroup)
+        }
+    };
     let tree = sysmount::clone_tree(rustix::fs::CWD, &dir, false)
         .step(|| format!("clone cgroup {}", dir.display()))?;
     sysmount::set_attrs(
@@ -97,7 +131,7 @@ pub(crate) fn mount(
     dest: &Path,
     target: BorrowedFd<'_>,
     plan: &Plan,
-    cgroupns: bool,
+    view: CgroupView<'_>,
 ) -> Result<(), StepError> {
     let mountinfo =
         fs_err::read_to_string("/proc/self/mountinfo").step(|| "read mountinfo".into())?;
@@ -121,7 +155,7 @@ pub(crate) fn mount(
             .iter()
             .find(|h| h.mount_point == Path::new("/sys/fs/cgroup"))
             .expect("checked above");
-        let tree = source_tree(h, &proc_cgroup, cgroupns, bind_attrs.set)?;
+        let tree = source_tree(h, &proc_cgroup, view, bind_attrs.set)?;
         return sysmount::attach(tree.as_fd(), target).step(|| "attach cgroup2".into());
     }
 
@@ -152,7 +186,7 @@ pub(crate) fn mount(
         let dir = root
             .mkdir_all(&dest.join(name), 0o755)
             .step(|| format!("create {}", dest.join(name).display()))?;
-        let tree = source_tree(h, &proc_cgroup, cgroupns, bind_attrs.set)?;
+        let tree = source_tree(h, &proc_cgroup, view, bind_attrs.set)?;
         sysmount::attach(tree.as_fd(), dir.as_fd())
             .step(|| format!("attach cgroup {}", name.display()))?;
     }

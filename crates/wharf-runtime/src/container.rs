@@ -209,6 +209,7 @@ pub(crate) fn create(
                 fifo,
                 console_socket: console,
                 no_pivot: req.no_pivot,
+                cgroup: guard.cgroup.as_ref().map(ContainerCgroup::location),
             })
         }
         Forked::Parent(pid) => pid.as_raw_nonzero().get(),
@@ -217,12 +218,26 @@ pub(crate) fn create(
     drop(fifo);
     drop(console);
     guard.pids.push(pid);
-    // Before the child runs any container code: into the cgroup (the
-    // intermediate's fork, the init, inherits it).
-    if let Some(cgroup) = &guard.cgroup {
-        cgroup.add(pid)?;
+    // Into the cgroup before the child runs any container code (the
+    // intermediate's fork, the init, inherits it): first thing, or while
+    // the init mounts (see `init::placed_first`).
+    let place = |guard: &CreateGuard<'_>| -> Result<()> {
+        let placed = match &guard.cgroup {
+            Some(cgroup) => cgroup.add(pid),
+            None => Ok(()),
+        }
+        .and_then(|()| send(&parent, &Message::Placed));
+        // An init that failed while it mounted has said why: that is the
+        // error, not the move or the send its exit broke.
+        placed.map_err(|e| match parent.pending_error() {
+            Some(chain) => RuntimeError::Init { chain },
+            None => e,
+        })
+    };
+    let placed_first = init::placed_first(&plan);
+    if placed_first {
+        place(&guard)?;
     }
-    send(&parent, &Message::Placed)?;
 
     let uid_maps = linux
         .and_then(|l| l.uid_mappings().clone())
@@ -236,6 +251,9 @@ pub(crate) fn create(
             crate::idmap::write_maps(pid, &uid_maps, &gid_maps)?;
             send_idmapped_mounts(&parent, &spec, pid)?;
             send(&parent, &Message::MapsWritten)?;
+        }
+        if !placed_first {
+            place(&guard)?;
         }
     } else {
         if plan.creates(LinuxNamespaceType::User) {

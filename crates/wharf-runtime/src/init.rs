@@ -6,9 +6,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use wharf_cgroups::Location;
 use wharf_sys::process::{exit_now, fork_with, Forked};
 use wharf_sys::Root;
 
+use crate::cgroupfs::CgroupView;
 use crate::config::{ns_flag, NamespacePlan};
 use crate::error::{render_chain, step_err, Step, StepError};
 use crate::hooks::{self, Phase};
@@ -30,6 +32,20 @@ pub(crate) struct InitArgs<'a> {
     /// Unix socket to send the terminal's master to.
     pub(crate) console_socket: Option<OwnedFd>,
     pub(crate) no_pivot: bool,
+    /// The container's cgroup (the runtime made it before the fork).
+    pub(crate) cgroup: Option<Location>,
+}
+
+/// Whether the init must be in its cgroup before it does anything else.
+/// It must when it makes a cgroup namespace (whose root is the cgroup it
+/// is in) or joins namespaces through an intermediate process (which the
+/// init, forked from it, inherits the cgroup from). Otherwise the runtime
+/// moves it while it mounts: the move waits for an RCU grace period
+/// (several milliseconds), which the mounts then overlap; the init waits
+/// for `Placed` before it reports its mounts done, so it is in its cgroup
+/// before any hook or container code runs.
+pub(crate) fn placed_first(plan: &NamespacePlan) -> bool {
+    !plan.single_clone() || plan.creates(LinuxNamespaceType::Cgroup)
 }
 
 /// Runs the init; never returns. Errors go to the parent over the sync
@@ -81,7 +97,10 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .step(|| "set non-dumpable".into())?;
     rustix::process::umask(rustix::fs::Mode::empty());
-    recv_expect(&args.sync, &Message::Placed)?;
+    let placed_first = placed_first(&args.plan);
+    if placed_first {
+        recv_expect(&args.sync, &Message::Placed)?;
+    }
 
     let creates_user = args.plan.creates(LinuxNamespaceType::User);
     let idmapped = if args.plan.single_clone() {
@@ -112,7 +131,10 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         rootfs: &args.rootfs,
         in_userns,
         idmapped,
-        cgroupns: args.plan.has(LinuxNamespaceType::Cgroup),
+        cgroups: CgroupView {
+            ns: args.plan.has(LinuxNamespaceType::Cgroup),
+            container: args.cgroup.as_ref(),
+        },
     };
     // Without a mount namespace of its own nothing may be mounted (it would
     // land in the runtime's namespace): the init only chroots into the rootfs.
@@ -130,6 +152,9 @@ fn setup(args: &InitArgs<'_>) -> Result<std::convert::Infallible, StepError> {
         None
     };
 
+    if !placed_first {
+        recv_expect(&args.sync, &Message::Placed)?;
+    }
     args.sync
         .send(&Message::MountsDone)
         .step(|| "report mounts done".into())?;

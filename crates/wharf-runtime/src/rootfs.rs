@@ -18,6 +18,7 @@ use wharf_sys::mount::{self as sysmount, FsOption, MountAttrs};
 use wharf_sys::root::NodeKind;
 use wharf_sys::Root;
 
+use crate::cgroupfs::CgroupView;
 use crate::error::{step_err, Step, StepError};
 use crate::mounts::{self, Kind, Plan};
 
@@ -43,8 +44,8 @@ pub(crate) struct RootfsSetup<'a> {
     pub(crate) in_userns: bool,
     /// Idmapped bind mounts prepared by the runtime, in config order.
     pub(crate) idmapped: Vec<OwnedFd>,
-    /// The container has its own cgroup namespace (already entered).
-    pub(crate) cgroupns: bool,
+    /// How cgroup mounts find the container's cgroup.
+    pub(crate) cgroups: CgroupView<'a>,
 }
 
 /// The result of [`prepare`]: the rootfs, opened.
@@ -93,7 +94,7 @@ pub(crate) fn prepare(setup: RootfsSetup<'_>) -> StepResult<PreparedRoot> {
             })?),
             _ => None,
         };
-        mount_entry(&root, &plan, setup.in_userns, prepared, setup.cgroupns)
+        mount_entry(&root, &plan, setup.in_userns, prepared, setup.cgroups)
             .map_err(|e| prefix(e, &format!("mount {}", plan.destination.display())))?;
         dev_mounted |= plan.destination == Path::new("/dev");
     }
@@ -245,7 +246,7 @@ fn mount_entry(
     plan: &Plan,
     in_userns: bool,
     idmapped: Option<OwnedFd>,
-    cgroupns: bool,
+    cgroups: CgroupView<'_>,
 ) -> StepResult {
     let tree = match &plan.kind {
         Kind::Bind { source, recursive } => {
@@ -273,7 +274,7 @@ fn mount_entry(
                     &plan.destination,
                     target.as_fd(),
                     plan,
-                    cgroupns,
+                    cgroups,
                 );
             }
             let target = mount_point(root, &plan.destination, true)?;

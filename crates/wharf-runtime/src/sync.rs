@@ -101,6 +101,21 @@ impl SyncSocket {
             .map_err(io::Error::other)
     }
 
+    /// The error the peer reported before it went away, when one is
+    /// waiting; never blocks.
+    pub(crate) fn pending_error(&self) -> Option<String> {
+        let mut probe = [0u8; 1];
+        let flags = RecvFlags::PEEK | RecvFlags::TRUNC | RecvFlags::DONTWAIT;
+        match rustix::net::recv(&self.fd, &mut probe, flags) {
+            Ok((_, total)) if total > 0 => {}
+            _ => return None,
+        }
+        match self.recv() {
+            Ok(Some(Message::Error(chain))) => Some(chain),
+            _ => None,
+        }
+    }
+
     /// Receives a message and requires it to be `expected`; an `Error`
     /// message or end-of-file become errors carrying the peer's chain.
     pub(crate) fn expect(&self, expected: &Message) -> Result<(), SyncFailure> {
@@ -162,5 +177,15 @@ mod tests {
         }
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn pending_error_never_blocks() {
+        let (a, b) = pair().unwrap();
+        assert_eq!(b.pending_error(), None);
+        a.send(&Message::Error("mount /x: ENODEV".into())).unwrap();
+        drop(a);
+        assert_eq!(b.pending_error().as_deref(), Some("mount /x: ENODEV"));
+        assert_eq!(b.pending_error(), None);
     }
 }

@@ -649,10 +649,20 @@ fn docker_defaults_seen_from_inside() {
             .trim(),
         "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)"
     );
-    // Resources land in the container's cgroup.
+    // Resources land in the container's cgroup, which its /sys/fs/cgroup
+    // shows (the init mounts it before it is moved there), and the
+    // container's processes are in it (pids.current counts them).
     let out = w.ok(&["run", "--rm", "-m", "64m", "--pids-limit", "99", "busybox", "sh", "-c",
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"]);
-    assert_eq!(out, format!("{}\n99\n", 64 << 20));
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids/pids.current 2>/dev/null \
+         || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids.current"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [(64u64 << 20).to_string().as_str(), "99"],
+        "{out}"
+    );
+    let current: u32 = lines[2].parse().unwrap_or(0);
+    assert!((1..=3).contains(&current), "pids.current {out:?}");
 }
 
 #[test]
