@@ -112,6 +112,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
         true,
     )
     .map_err(db("keep the container database's WAL on close"))?;
+    // The first process to open it rebuilds the WAL's index from every
+    // frame (about 3 µs each here; a `run` adds about 25): checkpoint at
+    // 128 pages rather than SQLite's 1000, so that costs at most ~0.4 ms.
+    conn.pragma_update(None, "wal_autocheckpoint", 128)
+        .map_err(db("set the container database's wal_autocheckpoint"))?;
     // Short-lived commands read a few rows (or a `ps -a` pass over all of
     // them); SQLite's default 2 MiB page cache would only grow the client's
     // and every monitor's memory. The OS page cache still holds the file.
