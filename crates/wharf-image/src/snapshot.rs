@@ -536,6 +536,12 @@ impl Snapshots {
         Ok(())
     }
 
+    /// Whether the root filesystem `key` has its directory (false for a
+    /// key that is not valid).
+    pub(crate) fn has_rootfs(&self, key: &str) -> bool {
+        validate_key(key).is_ok() && self.rootfs_dir(key).is_dir()
+    }
+
     /// Unmounts (overlay) and removes the root filesystem `key`.
     pub(crate) fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
         validate_key(key)?;

@@ -1018,6 +1018,7 @@ impl Store {
             let db = self.db();
             delete_unreferenced_layers(&db)?;
         }
+        self.drop_stale_rootfs_records()?;
         let (ref_blobs, ref_layers) = self.referenced()?;
         let rootfs_layers = self.rootfs_layers()?;
         let mut report = GcReport::default();
@@ -1045,6 +1046,32 @@ impl Store {
             "garbage collected"
         );
         Ok(Some(report))
+    }
+
+    /// Deletes the records of root filesystems whose directory is gone
+    /// (see [`Store::relaxed`]), so they no longer pin their image's layers.
+    /// Directories are made before their record and removed before it, so a
+    /// record without one is never a root filesystem being made.
+    fn drop_stale_rootfs_records(&self) -> Result<(), ImageError> {
+        let keys: Vec<String> = {
+            let db = self.db();
+            let mut stmt = db
+                .prepare("SELECT key FROM rootfs")
+                .map_err(ImageError::db("read rootfs records"))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(ImageError::db("read rootfs records"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(ImageError::db("read rootfs records"))?
+        };
+        for key in keys {
+            if !self.inner.snapshots.has_rootfs(&key) {
+                tracing::info!(key, "dropping the record of a root filesystem that is gone");
+                self.relaxed(|db| db.execute("DELETE FROM rootfs WHERE key = ?1", [&key]))
+                    .map_err(ImageError::db("remove rootfs record"))?;
+            }
+        }
+        Ok(())
     }
 
     fn rootfs_layers(&self) -> Result<BTreeSet<Digest>, ImageError> {
@@ -1235,10 +1262,12 @@ impl Store {
             Driver::Overlay => "overlay",
             Driver::Vfs => "vfs",
         };
-        let recorded = self.db().execute(
-            "INSERT INTO rootfs (key, image_id, driver, created) VALUES (?1, ?2, ?3, ?4)",
-            params![key, img.id.as_str(), driver, now()],
-        );
+        let recorded = self.relaxed(|db| {
+            db.execute(
+                "INSERT INTO rootfs (key, image_id, driver, created) VALUES (?1, ?2, ?3, ?4)",
+                params![key, img.id.as_str(), driver, now()],
+            )
+        });
         if let Err(e) = recorded {
             if let Err(cleanup) = self.inner.snapshots.remove_rootfs(key) {
                 tracing::warn!(key, error = %cleanup, "roll back rootfs");
@@ -1280,13 +1309,46 @@ impl Store {
         self.inner.snapshots.is_mounted(key)
     }
 
-    /// Unmounts and removes the root filesystem `key` and its record.
+    /// Unmounts and removes the root filesystem `key` and its record. A
+    /// record whose directory is gone (an OS crash lost the commit that
+    /// removed it) is removed too; `NotFound` only when neither exists.
     pub fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
-        self.inner.snapshots.remove_rootfs(key)?;
-        self.db()
-            .execute("DELETE FROM rootfs WHERE key = ?1", [key])
+        let removed = match self.inner.snapshots.remove_rootfs(key) {
+            Ok(()) => true,
+            Err(ImageError::RootfsNotFound { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        let deleted = self
+            .relaxed(|db| db.execute("DELETE FROM rootfs WHERE key = ?1", [key]))
             .map_err(ImageError::db("remove rootfs record"))?;
+        if !removed && deleted == 0 {
+            return Err(ImageError::RootfsNotFound {
+                key: key.to_string(),
+            });
+        }
         Ok(())
+    }
+
+    /// Runs `f` with the connection at `synchronous=NORMAL`, for the records
+    /// of root filesystems: they name a container's writable layer, not
+    /// content, and are written twice per `run --rm`, where a synchronous
+    /// commit (WAL and directory fsyncs) costs 1-10 ms on a VM disk. Such a
+    /// commit survives any process crash; an OS crash or power loss may roll
+    /// it back, as for the engine's container records. A lost insert leaves
+    /// a directory without a record, which `remove_rootfs` still removes; a
+    /// lost delete leaves a record without a directory, which
+    /// `remove_rootfs` and GC drop. Everything else stays synchronous.
+    fn relaxed<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let db = self.db();
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = f(&db);
+        // Back to FULL before anything else uses the connection; should
+        // that fail, fail this call too rather than go on unsynchronized.
+        db.pragma_update(None, "synchronous", "FULL")?;
+        result
     }
 
     /// Writes the changes of the overlay root filesystem `key` as an OCI

@@ -135,6 +135,32 @@ mod tests {
     }
 
     #[test]
+    fn records_of_vanished_root_filesystems_are_dropped() {
+        require!(Root);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), Driver::Vfs);
+        // A removal whose commit an OS crash lost: the directory is gone,
+        // the record stays and pins the image.
+        store.mount_rootfs("localhost/stack:1", "gone").unwrap();
+        fs_err::remove_dir_all(dir.path().join("rootfs/gone")).unwrap();
+        assert_eq!(
+            store.remove("localhost/stack:1", false).unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        // Removing it again drops the record; a third time finds nothing.
+        store.remove_rootfs("gone").unwrap();
+        assert_eq!(
+            store.remove_rootfs("gone").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        // GC drops such records by itself, and then the image can go.
+        store.mount_rootfs("localhost/stack:1", "gone2").unwrap();
+        fs_err::remove_dir_all(dir.path().join("rootfs/gone2")).unwrap();
+        store.gc().unwrap();
+        store.remove("localhost/stack:1", false).unwrap();
+    }
+
+    #[test]
     fn diff_of_the_upper_dir_round_trips() {
         require!(Root, Overlay);
         let dir = tempfile::tempdir().unwrap();
