@@ -35,7 +35,7 @@ pub use platform::Platform;
 pub use reference::ImageRef;
 pub use snapshot::{chain_ids, Driver, LayerInfo, Rootfs};
 pub use store::{
-    DiskUsage, GcReport, HistoryEntry, Image, ImageId, ImportedLayer, Lease, RemoveReport, Store,
-    StoreOptions, VerifyReport,
+    DiskUsage, GcReport, HistoryEntry, Image, ImageId, ImportedLayer, Lease, RemoveReport,
+    RootfsOptions, Store, StoreOptions, VerifyReport,
 };
 pub use unpack::{DeviceNodes, UnpackOptions, UnpackedLayer};

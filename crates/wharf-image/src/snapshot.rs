@@ -297,6 +297,7 @@ impl Snapshots {
         key: &str,
         layers: &[Digest],
         driver: Driver,
+        volatile: bool,
     ) -> Result<Rootfs, ImageError> {
         validate_key(key)?;
         for chain in layers {
@@ -317,7 +318,7 @@ impl Snapshots {
             Err(e) => return Err(ImageError::io("create rootfs directory", &dir, e)),
         }
         let result = match driver {
-            Driver::Overlay => self.mount_overlay(key, &dir, layers),
+            Driver::Overlay => self.mount_overlay(key, &dir, layers, volatile),
             Driver::Vfs => self.copy_vfs(key, &dir, layers),
         };
         if result.is_err() {
@@ -333,6 +334,7 @@ impl Snapshots {
         key: &str,
         dir: &Path,
         layers: &[Digest],
+        volatile: bool,
     ) -> Result<Rootfs, ImageError> {
         let upper = dir.join("upper");
         let work = dir.join("work");
@@ -342,16 +344,18 @@ impl Snapshots {
         }
         fs_err::set_permissions(&upper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(|e| ImageError::io("chmod", &upper, e))?;
-        self.attach_overlay(key, dir, layers)
+        self.attach_overlay(key, dir, layers, volatile)
     }
 
     /// Mounts the overlay of `layers` with the existing `upper/` and `work/`
-    /// of `dir` on its `merged/`.
+    /// of `dir` on its `merged/`; `volatile`: overlayfs never syncs the
+    /// upper layer (falls back to a plain mount on kernels before 5.10).
     fn attach_overlay(
         &self,
         key: &str,
         dir: &Path,
         layers: &[Digest],
+        volatile: bool,
     ) -> Result<Rootfs, ImageError> {
         let upper = dir.join("upper");
         let work = dir.join("work");
@@ -363,61 +367,19 @@ impl Snapshots {
                 .map_err(|e| ImageError::io("create directory", &empty, e))?;
             lowers.push(empty);
         }
-        let upper_s = upper.display().to_string();
-        let work_s = work.display().to_string();
-        // No redirects or metacopy-only files in the upper dir: a diff of
-        // it must be the complete change set.
-        let tail = [
-            ("upperdir", Some(upper_s.as_str())),
-            ("workdir", Some(work_s.as_str())),
-            ("redirect_dir", Some("off")),
-            ("metacopy", Some("off")),
-        ];
-        let mut options: Vec<wharf_sys::mount::FsOption> = lowers
-            .iter()
-            .map(|l| wharf_sys::mount::FsOption {
-                key: "lowerdir+".to_string(),
-                value: Some(l.display().to_string()),
-            })
-            .collect();
-        for (k, v) in tail {
-            options.push(wharf_sys::mount::FsOption {
-                key: k.to_string(),
-                value: v.map(str::to_string),
-            });
+        let mount = match new_overlay(&lowers, &upper, &work, volatile) {
+            Ok(m) => Ok(m),
+            Err(e) if volatile && e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::debug!(key, "no volatile overlay on this kernel: a synchronous one");
+                new_overlay(&lowers, &upper, &work, false)
+            }
+            Err(e) => Err(e),
         }
-        let mount = match wharf_sys::mount::new_fs("overlay", Some("wharf"), &options, 0) {
-            Ok(m) => m,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && lowers.len() < 100 => {
-                // Kernels before 6.8 have no `lowerdir+`: one colon list.
-                // Store paths are hex digests, never containing ':' or ','.
-                let mut legacy = vec![wharf_sys::mount::FsOption {
-                    key: "lowerdir".to_string(),
-                    value: Some(
-                        lowers
-                            .iter()
-                            .map(|l| l.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    ),
-                }];
-                legacy.extend(options.into_iter().filter(|o| o.key != "lowerdir+"));
-                wharf_sys::mount::new_fs("overlay", Some("wharf"), &legacy, 0).map_err(|e| {
-                    ImageError::Mount {
-                        what: "overlay",
-                        target: merged.clone(),
-                        source: e,
-                    }
-                })?
-            }
-            Err(e) => {
-                return Err(ImageError::Mount {
-                    what: "overlay",
-                    target: merged,
-                    source: e,
-                })
-            }
-        };
+        .map_err(|e| ImageError::Mount {
+            what: "overlay",
+            target: merged.clone(),
+            source: e,
+        })?;
         let target =
             wharf_sys::mount::open_path(&merged).map_err(|e| ImageError::io("open", &merged, e))?;
         wharf_sys::mount::attach(mount.as_fd(), target.as_fd()).map_err(|e| ImageError::Mount {
@@ -499,7 +461,18 @@ impl Snapshots {
                 });
             }
         }
-        self.attach_overlay(key, &self.rootfs_dir(key), layers)
+        let dir = self.rootfs_dir(key);
+        // Left by a volatile mount: overlayfs refuses to mount the layer
+        // again, since nothing says its writes reached the disk.
+        if dir.join("work/work/incompat/volatile").exists() {
+            return Err(ImageError::InvalidArgument {
+                reason: format!(
+                    "root filesystem {key} was mounted volatile (for a container removed when it \
+                     exits, its writes never synced) and cannot be mounted again; remove it"
+                ),
+            });
+        }
+        self.attach_overlay(key, &dir, layers, false)
     }
 
     /// Whether the overlay of `key` is mounted on its `merged/`.
@@ -576,6 +549,50 @@ impl Snapshots {
             }
         }
         fs_err::remove_dir_all(&dir).map_err(|e| ImageError::io("remove rootfs", &dir, e))
+    }
+}
+
+/// A detached overlay of `lowers` (top first) with `upper` and `work`.
+fn new_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    volatile: bool,
+) -> io::Result<OwnedFd> {
+    let opt = |key: &str, value: Option<String>| wharf_sys::mount::FsOption {
+        key: key.to_string(),
+        value,
+    };
+    // No redirects or metacopy-only files in the upper dir: a diff of it
+    // must be the complete change set.
+    let mut tail = vec![
+        opt("upperdir", Some(upper.display().to_string())),
+        opt("workdir", Some(work.display().to_string())),
+        opt("redirect_dir", Some("off".into())),
+        opt("metacopy", Some("off".into())),
+    ];
+    if volatile {
+        tail.push(opt("volatile", None));
+    }
+    let mut options: Vec<_> = lowers
+        .iter()
+        .map(|l| opt("lowerdir+", Some(l.display().to_string())))
+        .collect();
+    options.extend(tail.iter().cloned());
+    match wharf_sys::mount::new_fs("overlay", Some("wharf"), &options, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && lowers.len() < 100 => {
+            // Kernels before 6.8 have no `lowerdir+`: one colon list.
+            // Store paths are hex digests, never containing ':' or ','.
+            let list = lowers
+                .iter()
+                .map(|l| l.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":");
+            let mut legacy = vec![opt("lowerdir", Some(list))];
+            legacy.extend(tail);
+            wharf_sys::mount::new_fs("overlay", Some("wharf"), &legacy, 0)
+        }
+        other => other,
     }
 }
 

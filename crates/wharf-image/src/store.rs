@@ -158,6 +158,17 @@ pub struct GcReport {
     pub blob_bytes: u64,
 }
 
+/// How [`Store::mount_rootfs_with`] mounts a root filesystem.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RootfsOptions {
+    /// Overlay only: overlayfs never syncs the writable layer (`volatile`,
+    /// as Podman mounts `--rm` containers). Unmounting skips the sync of
+    /// the whole upper filesystem (several ms), and `fsync` inside is a
+    /// no-op. Such a layer cannot be mounted again once unmounted: for
+    /// root filesystems removed with their container when it exits.
+    pub volatile: bool,
+}
+
 /// What [`Store::remove`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoveReport {
@@ -1253,11 +1264,23 @@ impl Store {
     /// Assembles a writable root filesystem `key` from the image `image`
     /// (name, id or prefix) with the store's driver, and records it.
     pub fn mount_rootfs(&self, image: &str, key: &str) -> Result<Rootfs, ImageError> {
+        self.mount_rootfs_with(image, key, RootfsOptions::default())
+    }
+
+    /// [`Store::mount_rootfs`] with options.
+    pub fn mount_rootfs_with(
+        &self,
+        image: &str,
+        key: &str,
+        options: RootfsOptions,
+    ) -> Result<Rootfs, ImageError> {
         let img = self.resolve(image)?;
-        let rootfs = self
-            .inner
-            .snapshots
-            .create_rootfs(key, &img.chain_ids, self.inner.driver)?;
+        let rootfs = self.inner.snapshots.create_rootfs(
+            key,
+            &img.chain_ids,
+            self.inner.driver,
+            options.volatile,
+        )?;
         let driver = match rootfs.driver {
             Driver::Overlay => "overlay",
             Driver::Vfs => "vfs",

@@ -14,7 +14,7 @@ mod tests {
 
     use super::common::{self, Arena};
     use wharf_image::unpack::{unpack_layer, UnpackOptions};
-    use wharf_image::{Compression, Digest, Driver, ErrorKind, Store, StoreOptions};
+    use wharf_image::{Compression, Digest, Driver, ErrorKind, RootfsOptions, Store, StoreOptions};
     use wharf_testkit::require;
 
     /// Unmounts and removes the rootfs however the test ends.
@@ -131,6 +131,36 @@ mod tests {
         )
         .is_err());
         store.remove_rootfs("v1").unwrap();
+        assert!(!rootfs.path.exists());
+    }
+
+    #[test]
+    fn a_volatile_rootfs_works_and_is_never_mounted_again() {
+        require!(Root, Overlay);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), Driver::Overlay);
+        let rootfs = store
+            .mount_rootfs_with("localhost/stack:1", "vol", RootfsOptions { volatile: true })
+            .unwrap();
+        let _guard = RootfsGuard {
+            store: &store,
+            key: "vol",
+        };
+        assert_eq!(view(&rootfs.path), expected_view());
+        fs_err::write(rootfs.path.join("etc/new"), b"x").unwrap();
+        let mountinfo = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = mountinfo
+            .lines()
+            .find(|l| l.contains(rootfs.path.to_str().unwrap()))
+            .expect("the rootfs is mounted");
+        assert!(line.contains("volatile"), "{line}");
+        // Unmounted, its writes were never synced: mounting it again is
+        // refused by name, not with overlayfs' bare EINVAL.
+        store.unmount_rootfs("vol").unwrap();
+        let err = store.remount_rootfs("vol").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("volatile"), "{err}");
+        store.remove_rootfs("vol").unwrap();
         assert!(!rootfs.path.exists());
     }
 

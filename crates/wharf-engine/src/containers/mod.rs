@@ -434,7 +434,15 @@ impl Engine {
             anonymous: Vec::new(),
             armed: true,
         };
-        let rootfs = self.images.mount_rootfs(image.id.as_str(), id.as_str())?;
+        // `run --rm`: the writable layer goes when the container exits and
+        // is never mounted again, so it need not survive a crash; a volatile
+        // overlay spares the unmount its sync of the whole upper filesystem.
+        let options = wharf_image::RootfsOptions {
+            volatile: request.auto_remove && request.start_next,
+        };
+        let rootfs = self
+            .images
+            .mount_rootfs_with(image.id.as_str(), id.as_str(), options)?;
         guard.rootfs = true;
 
         let mut spec_request = request.spec.clone();

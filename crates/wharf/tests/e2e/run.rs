@@ -666,6 +666,48 @@ fn docker_defaults_seen_from_inside() {
 }
 
 #[test]
+fn removed_on_exit_containers_get_a_volatile_rootfs() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    let overlay_of = |id: &str| -> String {
+        fs_err::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(id) && l.contains(" - overlay "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // `run --rm`: the writable layer is never synced, nor mounted again.
+    let rm = w
+        .ok(&["run", "-d", "--rm", "busybox", "sleep", "60"])
+        .trim()
+        .to_owned();
+    let mount = overlay_of(&rm);
+    assert!(mount.contains("volatile"), "{mount}");
+    // Without --rm it is a plain overlay.
+    let kept = w
+        .ok(&["run", "-d", "busybox", "sleep", "60"])
+        .trim()
+        .to_owned();
+    let mount = overlay_of(&kept);
+    assert!(!mount.is_empty() && !mount.contains("volatile"), "{mount}");
+    // `create --rm` then `start`: the rootfs is unmounted after create and
+    // mounted again at start, so it is not volatile; the container runs,
+    // then goes.
+    let created = w
+        .ok(&["create", "--rm", "busybox", "sh", "-c", "echo ran"])
+        .trim()
+        .to_owned();
+    assert_eq!(w.ok(&["start", "-a", &created]), "ran\n");
+    w.eventually("the --rm container to go", || {
+        !w.ok(&["ps", "-aq", "--no-trunc"]).contains(&created)
+    });
+    w.ok(&["rm", "-f", &rm, &kept]);
+    assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+}
+
+#[test]
 fn volumes_and_binds() {
     require!(Root, Busybox, Overlay, Registry, Skopeo);
     let env = TestEnv::new();
