@@ -23,10 +23,10 @@ fn err(op: &'static str) -> impl FnOnce(wharf_cgroups::CgroupError) -> RuntimeEr
 }
 
 impl ContainerCgroup {
-    /// Creates the cgroup at `linux.cgroupsPath` (default: the container id,
-    /// below the runtime's own cgroup) and applies `linux.resources`. `None`
+    /// Where the cgroup at `linux.cgroupsPath` (default: the container id,
+    /// below the runtime's own cgroup) goes, without making it. `None`
     /// when the host has no cgroup hierarchy at all.
-    pub(crate) fn create(spec: &Spec, id: &ContainerId) -> Result<Option<Self>> {
+    pub(crate) fn plan(spec: &Spec, id: &ContainerId) -> Result<Option<Self>> {
         let hierarchy = match Hierarchy::detect() {
             Ok(h) => h,
             Err(wharf_cgroups::CgroupError::NoHierarchy { .. }) => return Ok(None),
@@ -39,17 +39,24 @@ impl ContainerCgroup {
             .unwrap_or_else(|| PathBuf::from(id.as_str()));
         let manager =
             wharf_cgroups::manager_for(&hierarchy, &path).map_err(err("resolve cgroupsPath"))?;
-        manager.create().map_err(err("create cgroup"))?;
-        let cgroup = ContainerCgroup { manager };
-        let resources = linux
+        Ok(Some(ContainerCgroup { manager }))
+    }
+
+    /// Creates the planned cgroup and applies `linux.resources`; on failure
+    /// nothing is left.
+    pub(crate) fn create(&self, spec: &Spec) -> Result<()> {
+        self.manager.create().map_err(err("create cgroup"))?;
+        let resources = spec
+            .linux()
+            .as_ref()
             .and_then(|l| l.resources().clone())
             .unwrap_or_default();
-        let resources = cgroup.with_runtime_devices(resources, spec);
-        if let Err(e) = cgroup.manager.apply(&resources) {
-            let _ = cgroup.manager.destroy();
+        let resources = self.with_runtime_devices(resources, spec);
+        if let Err(e) = self.manager.apply(&resources) {
+            let _ = self.manager.destroy();
             return Err(err("apply linux.resources")(e));
         }
-        Ok(Some(cgroup))
+        Ok(())
     }
 
     /// Appends, after the config's device rules, the rules the runtime needs

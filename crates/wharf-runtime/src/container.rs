@@ -173,7 +173,13 @@ pub(crate) fn create(
         cgroup: None,
         armed: true,
     };
-    guard.cgroup = ContainerCgroup::create(&spec, &req.id)?;
+    if let Some(cgroup) = ContainerCgroup::plan(&spec, &req.id)? {
+        // Noted first: a create killed from here on leaves no state, and
+        // `delete` finds the cgroup by this note.
+        root.note_cgroup(&req.id, &cgroup.location());
+        cgroup.create(&spec)?;
+        guard.cgroup = Some(cgroup);
+    }
     let fifo_path = dir.join(FIFO_FILE);
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -502,6 +508,16 @@ pub(crate) fn kill(root: &StateRoot, id: &ContainerId, signal: i32, all: bool) -
     }
 }
 
+/// What a killed `create` left: the directory, maybe a cgroup (its init
+/// exits on its own once the sync socket closes; anything still inside is
+/// killed with the cgroup).
+fn delete_unrecorded(root: &StateRoot, id: &ContainerId) -> Result<()> {
+    if let Some(location) = root.noted_cgroup(id) {
+        ContainerCgroup::at(&location).destroy()?;
+    }
+    root.remove(id)
+}
+
 /// Waits until the process `pidfd` refers to has exited.
 fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
     let mut fds = [rustix::event::PollFd::new(
@@ -516,9 +532,16 @@ fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
 }
 
 /// Deletes a container: kills a created (or, with `force`, running) one,
-/// runs the poststop hooks, removes its state.
+/// runs the poststop hooks, removes its state. With `force`, also a
+/// container whose `create` was killed before it saved any state: its
+/// noted cgroup (whatever is left in it is killed) and directory go.
 pub(crate) fn delete(root: &StateRoot, id: &ContainerId, force: bool) -> Result<()> {
-    let record = root.load(id)?;
+    let record = match root.load(id) {
+        Err(RuntimeError::NotFound { .. }) if force && root.container_dir(id).is_dir() => {
+            return delete_unrecorded(root, id);
+        }
+        other => other?,
+    };
     let status = record.status(root);
     let cgroup = record.cgroup();
     match status {

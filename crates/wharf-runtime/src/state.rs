@@ -19,6 +19,8 @@ use crate::error::{Result, RuntimeError};
 use crate::id::ContainerId;
 
 const STATE_FILE: &str = "state.json";
+/// The cgroup of a container being created (see [`StateRoot::note_cgroup`]).
+const CGROUP_NOTE: &str = "cgroup.json";
 pub(crate) const FIFO_FILE: &str = "exec.fifo";
 
 /// A container's status, as the OCI runtime spec names them.
@@ -172,6 +174,27 @@ impl StateRoot {
         }
         ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Ok(ids)
+    }
+
+    /// Records where a container being created has its cgroup, before the
+    /// cgroup exists: a `create` killed before it saves the state leaves
+    /// this, and `delete` removes that cgroup. Best effort (a create whose
+    /// note cannot be written still works; only that repair is lost).
+    pub(crate) fn note_cgroup(&self, id: &ContainerId, location: &wharf_cgroups::Location) {
+        let path = self.container_dir(id).join(CGROUP_NOTE);
+        if let Err(e) = serde_json::to_vec(location)
+            .map_err(std::io::Error::other)
+            .and_then(|data| fs_err::write(&path, data))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "note the cgroup of a container being created");
+        }
+    }
+
+    /// The cgroup noted by [`StateRoot::note_cgroup`] for a container
+    /// without state, if any.
+    pub(crate) fn noted_cgroup(&self, id: &ContainerId) -> Option<wharf_cgroups::Location> {
+        let data = fs_err::read(self.container_dir(id).join(CGROUP_NOTE)).ok()?;
+        serde_json::from_slice(&data).ok()
     }
 
     pub(crate) fn remove(&self, id: &ContainerId) -> Result<()> {

@@ -715,9 +715,13 @@ impl Engine {
         let rid = Self::runtime_id(id);
         if runtime.state(&rid).is_ok() {
             let _ = runtime.kill(&rid, libc::SIGKILL, true);
-            if let Err(e) = runtime.delete(&rid, true) {
-                tracing::warn!(container = %id, error = %e, "delete the runtime container");
-            }
+        }
+        // Also what a monitor killed while it created the container left:
+        // no state, maybe a cgroup.
+        match runtime.delete(&rid, true) {
+            Ok(()) => {}
+            Err(e) if e.kind() == wharf_runtime::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(container = %id, error = %e, "delete the runtime container"),
         }
         self.network_down(id);
         if let Err(e) = self.images.unmount_rootfs(id.as_str()) {

@@ -74,6 +74,14 @@ impl Drop for Containerd {
         let _ = self.daemon.wait();
         // The shim keeps runc state under containerd's fixed runc root.
         let _ = fs_err::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
+        // containerd puts containers at cgroupsPath /<namespace>/<id>: the
+        // runtime removes each container's cgroup, the namespace's parent
+        // stays (as with runc) until removed here.
+        if let Ok(hierarchies) = fs_err::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let _ = fs_err::remove_dir(h.path().join(&self.namespace));
+            }
+        }
     }
 }
 

@@ -171,6 +171,10 @@ pub(crate) fn assert_no_leaks(network_id: &str, bridge: &str, ids: &[String]) {
     let table = nft_table();
     for id in ids {
         assert!(!table.contains(&id[..12]), "rules of {id} left:\n{table}");
+        // Also the cgroup a monitor killed while it created the container
+        // made before the runtime saved any state.
+        let cgroups = Engine::cgroups_of(id);
+        assert!(cgroups.is_empty(), "cgroups of {id} left: {cgroups:?}");
     }
 }
 

@@ -626,6 +626,80 @@ fn failing_prestart_hook_fails_create_and_leaves_nothing() {
     assert!(wharf_testkit::leaked_mounts(path_str(&bundle.dir)).is_empty());
 }
 
+/// The cgroup directories named `id` (the runtime's default cgroupsPath,
+/// below this process's cgroup in each hierarchy).
+fn cgroup_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    let out = std::process::Command::new("find")
+        .args([
+            "/sys/fs/cgroup",
+            "-maxdepth",
+            "6",
+            "-type",
+            "d",
+            "-name",
+            id,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(Into::into)
+        .collect()
+}
+
+#[test]
+fn delete_force_cleans_up_after_a_killed_create() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    // The createRuntime hook runs once the cgroup exists and before any
+    // state is saved: it says so, then waits to be killed with the runtime.
+    let marker = env.path().join("hook.pid");
+    let hook = serde_json::json!({"createRuntime": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 30", marker.display())]
+    }]});
+    let bundle = env.bundle(
+        "killed",
+        busybox().args(&["sleep", "1000"]).spec_mut(move |s| {
+            s.set_hooks(Some(serde_json::from_value(hook).unwrap()));
+        }),
+    );
+    let id = env.name();
+    let mut create = rt
+        .cmd()
+        .args(["create", "--bundle", path_str(&bundle.dir), &id])
+        .spawn()
+        .unwrap();
+    assert!(eventually(|| marker.exists()), "the hook never ran");
+    let cgroups = cgroup_dirs(&id);
+    assert!(!cgroups.is_empty());
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let hook_pid: i32 = fs_err::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hook_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    // No state was saved: the container does not exist, but `delete
+    // --force` removes what the killed create left.
+    let err = rt.fails(&["delete", &id]);
+    assert!(err.contains("does not exist"), "{err}");
+    rt.ok(&["delete", "--force", &id]);
+    assert!(!env.root().join(&id).exists());
+    assert_eq!(cgroup_dirs(&id), Vec::<std::path::PathBuf>::new());
+    // Its init went when the sync socket closed.
+    assert!(eventually(|| wharf_testkit::leaked_processes(path_str(
+        &bundle.dir
+    ))
+    .is_empty()));
+    assert!(wharf_testkit::leaked_mounts(path_str(&bundle.dir)).is_empty());
+}
+
 #[test]
 fn bad_configs_fail_with_specific_errors_and_leave_nothing() {
     require!(Root, Busybox);
