@@ -205,14 +205,7 @@ pub(crate) fn exec(
     let first = match forked {
         Forked::Child => {
             drop(parent);
-            let err = match join(&pidfd, flags, &child).and_then(|()| {
-                child.expect(&Message::Placed).map_err(|f| {
-                    crate::error::step_err(
-                        "wait to be placed in the container's cgroup",
-                        f.describe(),
-                    )
-                })
-            }) {
+            let err = match join(&pidfd, flags, &child) {
                 Ok(()) => run_child(&plan, console, in_userns, &child),
                 Err(e) => e,
             };
@@ -240,17 +233,27 @@ pub(crate) fn exec(
         }
         reap(first);
     }
-    // Into the container's cgroup before it runs anything of its own.
+    // Into the container's cgroup before it runs anything of its own: the
+    // process sets itself up meanwhile (the move waits for an RCU grace
+    // period) and waits for `Placed` before it reports ready.
     if let Some(cgroup) = record.cgroup() {
         if let Err(e) = cgroup.add(pid) {
+            // A process that failed while it set up has said why.
+            let pending = parent.pending_error();
             let _ = parent.send(&Message::Error("not placed in the cgroup".into()));
             reap(pid);
-            return Err(e);
+            return Err(match pending {
+                Some(chain) => RuntimeError::Exec { chain },
+                None => e,
+            });
         }
     }
     if let Err(e) = parent.send(&Message::Placed) {
         reap(pid);
-        return Err(RuntimeError::sys("write sync socket", e));
+        return Err(match parent.pending_error() {
+            Some(chain) => RuntimeError::Exec { chain },
+            None => RuntimeError::sys("write sync socket", e),
+        });
     }
     // The process reports Ready just before execve; a failing execve
     // reports an Error; a successful one closes the socket (CLOEXEC).
@@ -345,6 +348,9 @@ fn run_child(
             None => None,
         };
         let prepared = plan.apply(in_userns)?;
+        sync.expect(&Message::Placed).map_err(|f| {
+            crate::error::step_err("wait to be placed in the container's cgroup", f.describe())
+        })?;
         sync.send(&Message::Ready).step(|| "report ready".into())?;
         Ok(prepared.exec(tty))
     })();

@@ -237,6 +237,12 @@ fn exec_joins_namespaces_with_user_env_cwd_and_status() {
     );
     let out = rt.output(&["exec", &id, "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
+    // The exec'd process is in the container's cgroup (it is moved there
+    // while it sets up, before it runs).
+    assert_eq!(
+        rt.ok(&["exec", &id, "cat", "/proc/self/cgroup"]),
+        rt.ok(&["exec", &id, "cat", "/proc/1/cgroup"])
+    );
     assert!(rt
         .fails(&["exec", &id, "/no/such/binary"])
         .contains("/no/such/binary"));
