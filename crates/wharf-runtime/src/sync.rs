@@ -73,10 +73,15 @@ impl SyncSocket {
     pub(crate) fn recv(&self) -> io::Result<Option<Message>> {
         // Peek at the size first: most messages are a few bytes.
         let mut probe = [0u8; 1];
+        let mut reset_seen = false;
         let size = loop {
             match rustix::net::recv(&self.fd, &mut probe, RecvFlags::PEEK | RecvFlags::TRUNC) {
                 Ok((_, total)) => break total,
                 Err(rustix::io::Errno::INTR) => continue,
+                // A peer that exited with a message of ours unread resets
+                // the connection; the kernel reports that before what the
+                // peer sent last (its error, usually), and only once.
+                Err(rustix::io::Errno::CONNRESET) if !reset_seen => reset_seen = true,
                 Err(e) => return Err(e.into()),
             }
         };
@@ -106,7 +111,12 @@ impl SyncSocket {
     pub(crate) fn pending_error(&self) -> Option<String> {
         let mut probe = [0u8; 1];
         let flags = RecvFlags::PEEK | RecvFlags::TRUNC | RecvFlags::DONTWAIT;
-        match rustix::net::recv(&self.fd, &mut probe, flags) {
+        let peeked = match rustix::net::recv(&self.fd, &mut probe, flags) {
+            // Reported once, before the peer's last messages (see `recv`).
+            Err(rustix::io::Errno::CONNRESET) => rustix::net::recv(&self.fd, &mut probe, flags),
+            other => other,
+        };
+        match peeked {
             Ok((_, total)) if total > 0 => {}
             _ => return None,
         }
@@ -176,6 +186,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn a_reset_comes_before_the_peers_last_message() {
+        // The peer sends its error and exits with a message of ours unread.
+        let (a, b) = pair().unwrap();
+        b.send(&Message::Placed).unwrap();
+        a.send(&Message::Error("exec: not found".into())).unwrap();
+        drop(a);
+        assert_eq!(
+            b.recv().unwrap(),
+            Some(Message::Error("exec: not found".into()))
+        );
         assert_eq!(b.recv().unwrap(), None);
     }
 
