@@ -107,8 +107,9 @@ fn compile(text: &str, functions: &[(&str, Func)]) -> anyhow::Result<Template> {
     // An empty name makes errors read as Docker's: `template: :1: …`.
     let mut template = Template::with_name("");
     template.add_funcs(functions);
+    template.add_func(GO_PRINT, go_print);
     template
-        .parse(text)
+        .parse(go_printed(text))
         .map_err(|e| anyhow!("{e}"))
         .context("template parsing error")?;
     Ok(template)
@@ -285,6 +286,131 @@ fn to_json_value(value: &Value) -> serde_json::Value {
     }
 }
 
+/// The function every printing action goes through (see [`go_printed`]).
+const GO_PRINT: &str = "__wharf_print";
+
+/// Rewrites each action that prints its pipeline, `{{P}}`, as
+/// `{{__wharf_print (P)}}`, so that values print as Go's `%v` prints them
+/// (`[a b]`, `map[k:v]`): gtmpl prints lists and maps with Rust's `Debug`.
+/// Control actions (`if`, `range`, `end`…), comments and variable
+/// declarations print nothing and stay as they are.
+fn go_printed(text: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let Some(close) = action_end(after) else {
+            // Unterminated: left for the parser to report.
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let inner = &after[..close];
+        rest = &after[close + 2..];
+        let (left_trim, body) = match inner.strip_prefix("- ") {
+            Some(b) => ("- ", b),
+            None => ("", inner),
+        };
+        let (body, right_trim) = match body.strip_suffix(" -") {
+            Some(b) => (b, " -"),
+            None => (body, ""),
+        };
+        let trimmed = body.trim();
+        let first_word = trimmed
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        let declares = trimmed.starts_with('$')
+            && trimmed.split_once('=').is_some_and(|(lhs, _)| {
+                lhs.trim_end_matches(':')
+                    .split(',')
+                    .all(|v| v.trim().starts_with('$') && !v.trim().contains(' '))
+            });
+        if trimmed.is_empty()
+            || trimmed.starts_with("/*")
+            || KEYWORDS.contains(&first_word)
+            || declares
+        {
+            out.push_str("{{");
+            out.push_str(inner);
+            out.push_str("}}");
+        } else {
+            out.push_str(&format!(
+                "{{{{{left_trim}{GO_PRINT} ({trimmed}){right_trim}}}}}"
+            ));
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the action starting after `{{` ends (the index of its `}}`),
+/// skipping quoted strings and raw strings.
+fn action_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'}' if bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `__wharf_print`: its argument as Go's `fmt` prints it with `%v`.
+fn go_print(args: &[Value]) -> Result<Value, FuncError> {
+    let [value] = arguments::<1>(GO_PRINT, args)?;
+    Ok(Value::String(go_format(value)))
+}
+
+fn go_format(value: &Value) -> String {
+    match value {
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(go_format).collect::<Vec<_>>().join(" ")
+        ),
+        // Go prints map keys sorted; struct fields in declaration order,
+        // which JSON does not keep: sorted too.
+        Value::Map(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{k}:{}", go_format(&map[k])))
+                .collect();
+            format!("map[{}]", fields.join(" "))
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys.into_iter().map(|k| go_format(&map[k])).collect();
+            format!("{{{}}}", fields.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Docker's template functions (cli/templates: basicFunctions).
 const FUNCTIONS: &[(&str, Func)] = &[
     ("json", json),
@@ -427,6 +553,34 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn values_print_as_go_prints_them() {
+        let v = json!({
+            "Config": {"Cmd": ["sleep", "100"], "Env": [], "Labels": {"b": "2", "a": "1"}},
+            "Name": "x",
+            "Count": 3
+        });
+        let render = |t: &str| render_value(t, &v).unwrap();
+        assert_eq!(
+            render("{{.Config.Cmd}} {{.Config.Env}} {{.Config.Labels}} {{.Count}}"),
+            "[sleep 100] [] map[a:1 b:2] 3"
+        );
+        assert_eq!(render("{{json .Config.Cmd}}"), r#"["sleep","100"]"#);
+        assert_eq!(
+            render("{{range .Config.Cmd}}<{{.}}>{{end}}"),
+            "<sleep><100>"
+        );
+        assert_eq!(
+            render("{{- $c := .Config.Cmd -}} {{index $c 1}} {{len $c}}"),
+            "100 2"
+        );
+        assert_eq!(
+            render(r#"{{"}}"}} {{if .Name}}yes{{else}}no{{end}}{{/* a comment */}}"#),
+            "}} yes"
+        );
+        assert_eq!(render("{{.Name | upper}} {{ .Name -}} !"), "X x!");
+    }
 
     fn rows() -> Vec<serde_json::Value> {
         vec![
