@@ -777,15 +777,28 @@ impl Monitor {
         }
     }
 
-    /// `--rm`: removes the container unless a command holds its lock (then
-    /// that command, e.g. `rm -f`, removes it).
+    /// `--rm`: removes the container. A command may hold its lock: the
+    /// client that started it does until it has read this monitor's report,
+    /// and a short container can be done by then, so wait for the lock. A
+    /// command that removes the container itself (`rm -f`) asked for the
+    /// stop first and holds the lock until this monitor is done: leave it
+    /// to that command.
     fn auto_remove(&self) {
         let Ok(store) = self.engine.containers() else {
             return;
         };
-        let lock = match store.try_lock(&self.id) {
-            Ok(Some(l)) => l,
-            _ => return,
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let lock = loop {
+            match store.try_lock(&self.id) {
+                Ok(Some(l)) => break l,
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            match store.get_by_id(&self.id) {
+                Ok(r) if !r.stop_requested && Instant::now() < deadline => {}
+                _ => return,
+            }
+            std::thread::sleep(Duration::from_millis(5));
         };
         if let Ok(record) = store.get_by_id(&self.id) {
             if let Err(e) = self.engine.destroy(&record, true) {

@@ -705,6 +705,13 @@ fn removed_on_exit_containers_get_a_volatile_rootfs() {
     });
     w.ok(&["rm", "-f", &rm, &kept]);
     assert!(w.mounts().is_empty(), "{:?}", w.mounts());
+    // A container done before its client has read the monitor's report
+    // (the client holds the container's lock until then) is still removed.
+    for _ in 0..20 {
+        let (code, _, _) = w.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
+        assert_eq!(code, 3);
+    }
+    assert_eq!(w.ok(&["ps", "-aq"]), "");
 }
 
 #[test]
