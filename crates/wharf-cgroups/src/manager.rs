@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::CgroupError;
 use crate::hierarchy::{Hierarchy, OwnCgroups};
-use crate::{files, V1Manager, V2Manager};
+use crate::{files, Entry, V1Manager, V2Manager};
 
 /// One cgroup (one directory per v1 controller, or one v2 directory) and the
 /// operations a runtime performs on it.
@@ -34,6 +34,10 @@ pub trait Manager: std::fmt::Debug {
 
     /// Moves process `pid` (all its threads) into the cgroup.
     fn add_process(&self, pid: i32) -> Result<(), CgroupError>;
+
+    /// Opens what a child needs to enter the cgroup without a move by pid
+    /// ([`Entry`]).
+    fn entry(&self) -> Result<Entry, CgroupError>;
 
     /// Freezes every process in the cgroup and returns once the kernel reports
     /// the cgroup frozen.

@@ -13,6 +13,7 @@ use crate::manager::{
     Manager, MemoryStats, PidsStats, Stats,
 };
 use crate::plan::{self, Write, UNIFIED};
+use crate::Entry;
 
 /// v1 reports "no limit" as the largest page-aligned counter value; anything
 /// this large is no limit.
@@ -213,6 +214,16 @@ impl Manager for V1Manager {
             files::write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    fn entry(&self) -> Result<Entry, CgroupError> {
+        let mut seen = BTreeSet::new();
+        let v1 = self
+            .dirs
+            .values()
+            .filter(|d| seen.insert(d.as_path()))
+            .map(PathBuf::as_path);
+        Entry::open(v1, self.unified.as_deref())
     }
 
     fn freeze(&self) -> Result<(), CgroupError> {

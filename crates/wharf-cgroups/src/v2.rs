@@ -12,6 +12,7 @@ use crate::manager::{
     Manager, MemoryStats, PidsStats, Stats,
 };
 use crate::plan::{self, Write};
+use crate::Entry;
 
 const VERSION: &str = "cgroup v2";
 
@@ -170,6 +171,10 @@ impl Manager for V2Manager {
 
     fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
         files::write(&self.dir.join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn entry(&self) -> Result<Entry, CgroupError> {
+        Entry::open([], Some(&self.dir))
     }
 
     fn freeze(&self) -> Result<(), CgroupError> {

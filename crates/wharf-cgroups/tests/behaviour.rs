@@ -12,8 +12,10 @@ mod tests {
     use std::time::Duration;
 
     use oci_spec::runtime::LinuxResources;
+    use rustix::process::WaitOptions;
     use wharf_cgroups::{manager_for, FreezerState, Hierarchy, Manager, V1Manager, V2Manager};
-    use wharf_testkit::{require, TestEnv};
+    use wharf_sys::process::{exit_now, fork_into_cgroup, Forked};
+    use wharf_testkit::{in_child, require, TestEnv};
 
     /// Kills and removes the cgroup however the test ends.
     struct CgroupGuard<M: Manager + ?Sized>(Box<M>);
@@ -153,6 +155,78 @@ mod tests {
         dirs.extend(manager.unified_dir().map(Path::to_path_buf));
         let guard = CgroupGuard(Box::new(manager));
         lifecycle(&env, &*guard.0, &dirs);
+    }
+
+    /// The lines of /proc/self/cgroup that are not in `name`.
+    fn cgroups_elsewhere(name: &str) -> anyhow::Result<Vec<String>> {
+        let own = fs_err_read(Path::new("/proc/self/cgroup"))?;
+        Ok(own
+            .lines()
+            .filter(|l| !l.ends_with(&format!("/{name}")))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    #[test]
+    fn a_child_enters_through_an_entry_in_every_hierarchy() {
+        require!(Root);
+        let env = TestEnv::new();
+        let (manager, name): (Box<dyn Manager>, String) = match v1_manager(&env) {
+            Some(m) => {
+                let dir = m.dirs().values().next().unwrap();
+                let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+                (Box::new(m), name)
+            }
+            None => {
+                let mount = v2_mount().unwrap();
+                let name = env.name();
+                (
+                    Box::new(V2Manager::with_dir(&mount, mount.join(&name))),
+                    name,
+                )
+            }
+        };
+        let guard = CgroupGuard(manager);
+        guard.0.create().unwrap();
+        let entry = guard.0.entry().unwrap();
+        // The forked test child is single-threaded: it enters the v1
+        // hierarchies itself, then clones a grandchild into the v2 directory.
+        in_child(|| {
+            entry.join_self()?;
+            let Some(dir) = entry.v2_dir() else {
+                let elsewhere = cgroups_elsewhere(&name)?;
+                anyhow::ensure!(elsewhere.is_empty(), "not entered: {elsewhere:?}");
+                return Ok(());
+            };
+            match fork_into_cgroup(0, dir)? {
+                Forked::Child => {
+                    let entered = cgroups_elsewhere(&name).is_ok_and(|e| e.is_empty());
+                    exit_now(if entered { 0 } else { 1 })
+                }
+                Forked::Parent(pid) => {
+                    let status = rustix::process::waitpid(Some(pid), WaitOptions::empty())?
+                        .map(|(_, s)| s.exit_status());
+                    anyhow::ensure!(
+                        status == Some(Some(0)),
+                        "the clone3 child was not in every hierarchy: {status:?}"
+                    );
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+        assert!(guard.0.pids().unwrap().is_empty());
+        // A move by pid into v2 is the fallback.
+        let busy = Busy::spawn(&env);
+        entry.add_v2(busy.pid()).unwrap();
+        if entry.v2_dir().is_some() {
+            let own = fs_read(&PathBuf::from(format!("/proc/{}/cgroup", busy.pid())));
+            assert!(
+                own.lines()
+                    .any(|l| l.starts_with("0::") && l.ends_with(&format!("/{name}"))),
+                "{own}"
+            );
+        }
     }
 
     #[test]

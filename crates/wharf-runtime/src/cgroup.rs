@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
-use wharf_cgroups::{FreezerState, Hierarchy, Location, Manager, Stats};
+use wharf_cgroups::{Entry, FreezerState, Hierarchy, Location, Manager, Stats};
+use wharf_sys::process::{fork_into_cgroup, fork_with, Forked};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{step_err, Result, RuntimeError, StepError};
 use crate::id::ContainerId;
 
 /// A container's cgroup.
@@ -122,10 +123,12 @@ impl ContainerCgroup {
         self.manager.location()
     }
 
-    pub(crate) fn add(&self, pid: i32) -> Result<()> {
+    /// Opens what a child needs to enter the cgroup itself (see
+    /// [`fork_entering`]), before the fork.
+    pub(crate) fn entry(&self) -> Result<Entry> {
         self.manager
-            .add_process(pid)
-            .map_err(err("move process into the cgroup"))
+            .entry()
+            .map_err(err("open the cgroup for a process to enter"))
     }
 
     pub(crate) fn pids(&self) -> Result<Vec<i32>> {
@@ -169,4 +172,41 @@ impl ContainerCgroup {
         }
         self.manager.destroy().map_err(err("remove cgroup"))
     }
+}
+
+/// Forks with `flags` (as [`fork_with`]) a child that is to run in the
+/// cgroup `entry` opens, without the move by pid that waits for the
+/// cgroup-wide lock: the child is created in the v2 directory where the
+/// kernel allows (`clone3`, returns `true`), and enters the v1 hierarchies
+/// itself, first thing ([`enter`]). Returns `false` when the parent must
+/// still move it into the v2 directory ([`Entry::add_v2`]).
+pub(crate) fn fork_entering(flags: u64, entry: Option<&Entry>) -> std::io::Result<(Forked, bool)> {
+    if let Some(dir) = entry.and_then(Entry::v2_dir) {
+        match fork_into_cgroup(flags, dir) {
+            Ok(forked) => return Ok((forked, true)),
+            Err(e) => {
+                tracing::debug!(error = %e, "clone3 into the cgroup failed; forking and moving the child")
+            }
+        }
+    }
+    Ok((fork_with(flags)?, false))
+}
+
+/// In the child of [`fork_entering`], before anything else: enters the
+/// cgroup's v1 hierarchies (the child is single-threaded) and closes the
+/// descriptors.
+pub(crate) fn enter(entry: Option<Entry>) -> std::result::Result<(), StepError> {
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    entry.join_self().map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why.push_str(": ");
+            why.push_str(&s.to_string());
+            source = s.source();
+        }
+        step_err("enter the container's cgroup", why)
+    })
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxNamespaceType;
 use rustix::fs::{Mode, OFlags};
-use wharf_sys::process::{fork_with, Forked};
+use wharf_sys::process::Forked;
 
-use crate::cgroup::ContainerCgroup;
+use crate::cgroup::{fork_entering, ContainerCgroup};
 use crate::config::{self, NamespacePlan};
 use crate::error::{Result, RuntimeError};
 use crate::hooks::{self, Phase};
@@ -200,13 +200,19 @@ pub(crate) fn create(
     } else {
         0
     };
+    let entry = guard
+        .cgroup
+        .as_ref()
+        .map(ContainerCgroup::entry)
+        .transpose()?;
     // The child only runs `init::run`, which ends in exec or _exit.
-    let forked =
-        fork_with(clone_flags).map_err(|e| RuntimeError::sys("clone the container's init", e))?;
+    let (forked, in_v2) = fork_entering(clone_flags, entry.as_ref())
+        .map_err(|e| RuntimeError::sys("clone the container's init", e))?;
     let pid = match forked {
         Forked::Child => {
             drop(parent);
             init::run(InitArgs {
+                cgroup_entry: entry,
                 spec: &spec,
                 rootfs: rootfs.clone(),
                 plan: plan.clone(),
@@ -224,13 +230,18 @@ pub(crate) fn create(
     drop(fifo);
     drop(console);
     guard.pids.push(pid);
-    // Into the cgroup before the child runs any container code (the
-    // intermediate's fork, the init, inherits it): first thing, or while
-    // the init mounts (see `init::placed_first`).
-    let place = |guard: &CreateGuard<'_>| -> Result<()> {
-        let placed = match &guard.cgroup {
-            Some(cgroup) => cgroup.add(pid),
-            None => Ok(()),
+    // The child entered the v1 hierarchies itself, first thing, and was
+    // created in the v2 directory where the kernel allows. Where it was not,
+    // it is moved there before it runs any container code (the
+    // intermediate's fork, the init, inherits it): first thing, or while the
+    // init mounts (see `init::placed_first`).
+    let place = || -> Result<()> {
+        let placed = match &entry {
+            Some(entry) if !in_v2 => entry.add_v2(pid).map_err(|source| RuntimeError::Cgroup {
+                op: "move the init into the cgroup",
+                source,
+            }),
+            _ => Ok(()),
         }
         .and_then(|()| send(&parent, &Message::Placed));
         // An init that failed while it mounted has said why: that is the
@@ -242,7 +253,7 @@ pub(crate) fn create(
     };
     let placed_first = init::placed_first(&plan);
     if placed_first {
-        place(&guard)?;
+        place()?;
     }
 
     let uid_maps = linux
@@ -259,7 +270,7 @@ pub(crate) fn create(
             send(&parent, &Message::MapsWritten)?;
         }
         if !placed_first {
-            place(&guard)?;
+            place()?;
         }
     } else {
         if plan.creates(LinuxNamespaceType::User) {

@@ -13,6 +13,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use wharf_sys::process::{exit_now, fork_with, Forked};
 use wharf_sys::Root;
 
+use crate::cgroup::{self, fork_entering, ContainerCgroup};
 use crate::config::{ns_flag, NamespacePlan};
 use crate::container::{init_pidfd, write_pid_file};
 use crate::error::{render_chain, Result, RuntimeError, Step, StepError};
@@ -201,11 +202,15 @@ pub(crate) fn exec(
     })?;
     let (parent, child) = sync::pair().map_err(|e| RuntimeError::sys("create sync socket", e))?;
 
-    let forked = fork_with(0).map_err(|e| RuntimeError::sys("fork exec process", e))?;
+    let cgroup = record.cgroup();
+    let entry = cgroup.as_ref().map(ContainerCgroup::entry).transpose()?;
+    let (forked, in_v2) =
+        fork_entering(0, entry.as_ref()).map_err(|e| RuntimeError::sys("fork exec process", e))?;
     let first = match forked {
         Forked::Child => {
             drop(parent);
-            let err = match join(&pidfd, flags, &child) {
+            let joined = cgroup::enter(entry).and_then(|()| join(&pidfd, flags, &child));
+            let err = match joined {
                 Ok(()) => run_child(&plan, console, in_userns, &child),
                 Err(e) => e,
             };
@@ -233,20 +238,28 @@ pub(crate) fn exec(
         }
         reap(first);
     }
-    // Into the container's cgroup before it runs anything of its own: the
-    // process sets itself up meanwhile (the move waits for an RCU grace
-    // period) and waits for `Placed` before it reports ready.
-    if let Some(cgroup) = record.cgroup() {
-        if let Err(e) = cgroup.add(pid) {
-            // A process that failed while it set up has said why.
-            let pending = parent.pending_error();
-            let _ = parent.send(&Message::Error("not placed in the cgroup".into()));
-            reap(pid);
-            return Err(match pending {
-                Some(chain) => RuntimeError::Exec { chain },
-                None => e,
-            });
-        }
+    // The process entered the cgroup's v1 hierarchies itself, first thing,
+    // and was created in its v2 directory where the kernel allows. Where it
+    // was not, it is moved there before it runs anything of its own: it
+    // sets itself up meanwhile (the move waits for an RCU grace period) and
+    // waits for `Placed` before it reports ready.
+    let moved = match &entry {
+        Some(entry) if !in_v2 => entry.add_v2(pid).map_err(|source| RuntimeError::Cgroup {
+            op: "move the process into the container's cgroup",
+            source,
+        }),
+        _ => Ok(()),
+    };
+    drop(entry);
+    if let Err(e) = moved {
+        // A process that failed while it set up has said why.
+        let pending = parent.pending_error();
+        let _ = parent.send(&Message::Error("not placed in the cgroup".into()));
+        reap(pid);
+        return Err(match pending {
+            Some(chain) => RuntimeError::Exec { chain },
+            None => e,
+        });
     }
     if let Err(e) = parent.send(&Message::Placed) {
         reap(pid);

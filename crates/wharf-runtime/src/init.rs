@@ -6,10 +6,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use wharf_cgroups::Location;
+use wharf_cgroups::{Entry, Location};
 use wharf_sys::process::{exit_now, fork_with, Forked};
 use wharf_sys::Root;
 
+use crate::cgroup;
 use crate::cgroupfs::CgroupView;
 use crate::config::{ns_flag, NamespacePlan};
 use crate::error::{render_chain, step_err, Step, StepError};
@@ -34,24 +35,29 @@ pub(crate) struct InitArgs<'a> {
     pub(crate) no_pivot: bool,
     /// The container's cgroup (the runtime made it before the fork).
     pub(crate) cgroup: Option<Location>,
+    /// What the init (or the intermediate process) enters that cgroup with,
+    /// first thing (`cgroup::enter`).
+    pub(crate) cgroup_entry: Option<Entry>,
 }
 
 /// Whether the init must be in its cgroup before it does anything else.
-/// It must when it makes a cgroup namespace (whose root is the cgroup it
-/// is in) or joins namespaces through an intermediate process (which the
-/// init, forked from it, inherits the cgroup from). Otherwise the runtime
-/// moves it while it mounts: the move waits for an RCU grace period
-/// (several milliseconds), which the mounts then overlap; the init waits
-/// for `Placed` before it reports its mounts done, so it is in its cgroup
-/// before any hook or container code runs.
+/// (It enters the v1 hierarchies itself, first thing; this is about the v2
+/// directory where it could not be created in it, see
+/// `cgroup::fork_entering`.) It must when it makes a cgroup namespace
+/// (whose root is the cgroup it is in) or joins namespaces through an
+/// intermediate process (which the init, forked from it, inherits the
+/// cgroup from). Otherwise the runtime moves it while it mounts: the move
+/// waits for an RCU grace period (several milliseconds), which the mounts
+/// then overlap; the init waits for `Placed` before it reports its mounts
+/// done, so it is in its cgroup before any hook or container code runs.
 pub(crate) fn placed_first(plan: &NamespacePlan) -> bool {
     !plan.single_clone() || plan.creates(LinuxNamespaceType::Cgroup)
 }
 
 /// Runs the init; never returns. Errors go to the parent over the sync
 /// socket as a rendered chain.
-pub(crate) fn run(args: InitArgs<'_>) -> ! {
-    match setup(&args) {
+pub(crate) fn run(mut args: InitArgs<'_>) -> ! {
+    match cgroup::enter(args.cgroup_entry.take()).and_then(|()| setup(&args)) {
         Ok(never) => match never {},
         Err(err) => {
             let chain = render_chain(&err);
