@@ -90,6 +90,8 @@ impl SyncSocket {
             match rustix::net::recv(&self.fd, &mut buf, RecvFlags::TRUNC) {
                 Ok((n, total)) => break (n, total),
                 Err(rustix::io::Errno::INTR) => continue,
+                // The peer may exit between the peek and this read.
+                Err(rustix::io::Errno::CONNRESET) if !reset_seen => reset_seen = true,
                 Err(e) => return Err(e.into()),
             }
         };
@@ -201,6 +203,27 @@ mod tests {
             Some(Message::Error("exec: not found".into()))
         );
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn a_reset_between_peek_and_read_is_skipped() {
+        let (a, b) = pair().unwrap();
+        b.send(&Message::Placed).unwrap();
+        a.send(&Message::Error("mount /sys: not a directory".into()))
+            .unwrap();
+        // The size is peeked before the peer goes, the message read after.
+        let mut probe = [0u8; 1];
+        rustix::net::recv(
+            &b.fd,
+            &mut probe,
+            RecvFlags::PEEK | RecvFlags::TRUNC | RecvFlags::DONTWAIT,
+        )
+        .unwrap();
+        drop(a);
+        assert_eq!(
+            b.recv().unwrap(),
+            Some(Message::Error("mount /sys: not a directory".into()))
+        );
     }
 
     #[test]
