@@ -267,6 +267,29 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     Ok(rustix::process::set_parent_process_death_signal(sig)?)
 }
 
+/// Makes the process `cmd` spawns get SIGKILL when the spawning thread dies
+/// (`PR_SET_PDEATHSIG`, set in the child before exec; a child whose parent
+/// is already gone by then does not exec). For helpers whose work must not
+/// outlive a killed caller, such as a firewall transaction the caller's
+/// cleanup would otherwise race.
+pub fn kill_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe calls (prctl, getppid); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent.as_raw_nonzero().get() {
+                return Err(io::Error::other("the parent exited before the exec"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Unblocks every signal and restores the default disposition of each one
 /// that is ignored or caught (Rust ignores SIGPIPE at start-up; ignored
 /// signals survive `execve`). The ignored/caught sets come from one read of
@@ -453,6 +476,144 @@ pub fn spawn_session(
     Ok(child.id())
 }
 
+/// Gives back what a long-lived process kept resident from its setup:
+/// free heap memory goes back to the kernel (`malloc_trim`), and the
+/// process's page-table mappings of its own executable's read-only pages
+/// (code and constants) are dropped (`MADV_DONTNEED`). Those pages stay in
+/// the page cache, shared with every process running the binary; the ones
+/// the process runs again fault back in (minor faults). Mappings holding
+/// private copies (relocated data, `Anonymous` in smaps) and writable ones
+/// are left alone. Called on the main thread, it also drops the part of
+/// the stack more than 16 KiB below its own frame, which the setup's deeper
+/// calls used. Returns the bytes of mappings dropped.
+///
+/// Meant for the per-container monitor once its container runs: it maps
+/// most of its binary while it sets the container up, then sits in a poll
+/// loop that needs a few pages of it.
+pub fn trim_resident_set() -> io::Result<u64> {
+    // SAFETY: malloc_trim takes no pointers; it only returns free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let exe = rustix::fs::stat("/proc/self/exe")?;
+    let smaps = fs_err::read_to_string("/proc/self/smaps")?;
+    let mut dropped = 0;
+    for region in exe_regions(&smaps, exe.st_dev, exe.st_ino) {
+        // SAFETY: the range is a whole private, read-only file mapping of
+        // the executable with no anonymous (copied-on-write) pages, as
+        // /proc/self/smaps lists it: MADV_DONTNEED only drops its page
+        // table entries, and every later access reads the same bytes back
+        // from the file. It is a separate VMA, so no writable or private
+        // data shares the range.
+        let rc = unsafe {
+            libc::madvise(
+                region.start as *mut libc::c_void,
+                region.len,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        dropped += region.len as u64;
+    }
+    // The stack below the caller's frame is dead: what the setup's deeper
+    // calls left there goes too. A margin well above what the calls below
+    // this frame (madvise) use is kept.
+    let here = std::ptr::addr_of!(exe) as usize;
+    let page = rustix::param::page_size();
+    if let Some((bottom, end)) = main_stack(&smaps).filter(|(b, e)| (*b..*e).contains(&here)) {
+        let top = here.saturating_sub(STACK_MARGIN) & !(page - 1);
+        if top > bottom && top < end {
+            // SAFETY: [bottom, top) is the part of this thread's stack more
+            // than STACK_MARGIN below this frame: no frame or red zone is
+            // live there, and a page touched again reads back as zeros,
+            // which is all a fresh stack page holds.
+            let rc = unsafe {
+                libc::madvise(
+                    bottom as *mut libc::c_void,
+                    top - bottom,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            dropped += (top - bottom) as u64;
+        }
+    }
+    Ok(dropped)
+}
+
+/// How much of the stack below [`trim_resident_set`]'s frame it keeps.
+const STACK_MARGIN: usize = 16 << 10;
+
+/// The main thread's stack mapping (start, end), from smaps.
+fn main_stack(smaps: &str) -> Option<(usize, usize)> {
+    let line = smaps.lines().find(|l| l.ends_with("[stack]"))?;
+    let range = line.split_whitespace().next()?;
+    let (start, end) = range.split_once('-')?;
+    Some((
+        usize::from_str_radix(start, 16).ok()?,
+        usize::from_str_radix(end, 16).ok()?,
+    ))
+}
+
+/// One mapping to drop, from smaps.
+#[derive(Debug, PartialEq, Eq)]
+struct Region {
+    start: usize,
+    len: usize,
+}
+
+/// The read-only private mappings of the file `dev`:`ino` with no anonymous
+/// pages, from the text of /proc/self/smaps.
+fn exe_regions(smaps: &str, dev: u64, ino: u64) -> Vec<Region> {
+    let mut out = Vec::new();
+    let mut current: Option<Region> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                let perms = fields.next().unwrap_or_default();
+                let _offset = fields.next();
+                let map_dev = fields.next().unwrap_or_default();
+                let map_ino = fields.next().and_then(|i| i.parse::<u64>().ok());
+                let same_file = map_ino == Some(ino) && parse_dev(map_dev) == Some(dev);
+                current = (same_file
+                    && perms.starts_with('r')
+                    && !perms.contains('w')
+                    && perms.ends_with('p'))
+                .then_some(Region {
+                    start,
+                    len: end - start,
+                });
+                continue;
+            }
+        }
+        if first == "Anonymous:" {
+            if let Some(region) = current.take() {
+                if fields.next() == Some("0") {
+                    out.push(region);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `major:minor` in hex, as /proc/<pid>/maps writes a device, to `dev_t`.
+fn parse_dev(text: &str) -> Option<u64> {
+    let (major, minor) = text.split_once(':')?;
+    let major = u32::from_str_radix(major, 16).ok()?;
+    let minor = u32::from_str_radix(minor, 16).ok()?;
+    Some(libc::makedev(major, minor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,5 +632,57 @@ mod tests {
             changed_dispositions().unwrap() & (1 << (libc::SIGPIPE - 1)),
             0
         );
+    }
+
+    #[test]
+    fn exe_regions_are_the_read_only_unmodified_mappings_of_the_file() {
+        let smaps = "\
+00200000-003bf000 r--p 00000000 fe:00 2286109                            /
+Size:               1788 kB
+Anonymous:             0 kB
+003bf000-0086d000 r-xp 001be000 fe:00 2286109                            /
+Size:               4792 kB
+Anonymous:             0 kB
+0086d000-00875000 r--p 0066b000 fe:00 2286109                            /
+Size:                 32 kB
+Anonymous:            32 kB
+00875000-0087d000 rw-p 00672000 fe:00 2286109                            /
+Anonymous:            32 kB
+0087d000-00884000 r--p 00000000 fe:00 99                                 /other
+Anonymous:             0 kB
+7f4944763000-7f494476b000 rw-s 00000000 fe:00 2171451                    /x.db-shm
+Anonymous:             0 kB
+";
+        let dev = libc::makedev(0xfe, 0);
+        assert_eq!(
+            exe_regions(smaps, dev, 2_286_109),
+            vec![
+                Region {
+                    start: 0x20_0000,
+                    len: 0x1b_f000
+                },
+                Region {
+                    start: 0x3b_f000,
+                    len: 0x4a_e000
+                },
+            ]
+        );
+        assert!(exe_regions(smaps, libc::makedev(0xfe, 1), 2_286_109).is_empty());
+        assert_eq!(main_stack(smaps), None);
+        let with_stack =
+            format!("{smaps}7ffcb66da000-7ffcb66fb000 rw-p 00000000 00:00 0    [stack]\n");
+        assert_eq!(
+            main_stack(&with_stack),
+            Some((0x7ffc_b66d_a000, 0x7ffc_b66f_b000))
+        );
+    }
+
+    #[test]
+    fn a_trimmed_process_runs_on() {
+        let dropped = trim_resident_set().unwrap();
+        assert!(dropped > 0, "the test binary's code is a read-only mapping");
+        // The code runs again from the page cache.
+        assert_eq!(thread_count().map(|n| n >= 1).ok(), Some(true));
+        assert!(trim_resident_set().is_ok());
     }
 }

@@ -53,6 +53,10 @@ const CLIENT_BUFFER_LIMIT: usize = 4 << 20;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// How long a container runs before its monitor gives back the memory it
+/// kept from the setup (see `Monitor::trim`): a `run --rm` of a quick
+/// command never waits for it.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Runs the monitor of container `id`; returns the process exit status.
 /// `ready` is the pipe `start` reads the outcome of the first start from;
@@ -98,12 +102,17 @@ fn report(ready: &mut Option<OwnedFd>, outcome: Result<(), (i32, String)>) {
 }
 
 struct Monitor {
-    engine: Engine,
+    /// Open while the monitor works on the store; closed by `trim` while
+    /// the container runs, opened again on the next use (`engine()`).
+    engine: std::cell::OnceCell<Engine>,
+    options: EngineOptions,
     id: ContainerId,
     name: ContainerName,
     dir: PathBuf,
     config: ContainerConfig,
     _lock: fs_err::File,
+    /// The resident set was trimmed (once per monitor).
+    trimmed: bool,
 }
 
 /// A started container instance.
@@ -160,10 +169,11 @@ impl Client {
 
 impl Monitor {
     fn open(root: &Path, storage_driver: &str, id: &str) -> Result<Monitor, EngineError> {
-        let engine = Engine::open(&EngineOptions {
+        let options = EngineOptions {
             root: root.to_path_buf(),
             storage_driver: Some(storage_driver.to_owned()),
-        })?;
+        };
+        let engine = Engine::open(&options)?;
         let id = ContainerId::parse(id)?;
         let store = engine.containers()?;
         let record = store.get_by_id(&id)?;
@@ -193,13 +203,38 @@ impl Monitor {
             });
         }
         Ok(Monitor {
-            engine,
+            engine: engine.into(),
+            options,
             name: record.name,
             id,
             dir,
             config,
             _lock: lock,
+            trimmed: false,
         })
+    }
+
+    /// The engine, opened again if `trim` closed it.
+    fn engine(&self) -> Result<&Engine, EngineError> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine);
+        }
+        let engine = Engine::open(&self.options)?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// Gives back, once the container has run a while, the memory the
+    /// monitor kept from setting it up: the database connections (their
+    /// caches and shared-memory maps; the engine opens again when next
+    /// needed) and the resident pages of setup code and freed heap
+    /// (`wharf_sys::process::trim_resident_set`).
+    fn trim(&mut self) {
+        self.trimmed = true;
+        drop(self.engine.take());
+        match wharf_sys::process::trim_resident_set() {
+            Ok(bytes) => tracing::debug!(container = %self.id, bytes, "trimmed the resident set"),
+            Err(e) => tracing::debug!(container = %self.id, error = %e, "trim the resident set"),
+        }
     }
 
     fn main(
@@ -251,7 +286,7 @@ impl Monitor {
                     }
                     // A restart failed: stay exited.
                     tracing::error!(container = %self.id, error = %chain, "restart failed");
-                    let store = self.engine.containers()?;
+                    let store = self.engine()?.containers()?;
                     let _ = store.transition(
                         &self.id,
                         Transition::Exit {
@@ -272,7 +307,7 @@ impl Monitor {
             let _ = log.flush();
             self.release();
             drop(ports);
-            let store = self.engine.containers()?;
+            let store = self.engine()?.containers()?;
             let attributes =
                 BTreeMap::from([("exitCode".to_owned(), code.unwrap_or(-1).to_string())]);
             let record = store.transition_recorded(
@@ -336,12 +371,13 @@ impl Monitor {
         let fail = |e: &(dyn std::error::Error + 'static)| (125, wharf_runtime::render_chain(e));
         // An infra container's rootfs is a plain directory (see `pods`).
         if !self.config.infra {
-            self.engine
+            self.engine()
+                .map_err(|e| fail(&e))?
                 .images
                 .remount_rootfs(self.id.as_str())
                 .map_err(|e| fail(&e))?;
         }
-        let runtime = self.engine.runtime();
+        let runtime = self.engine().map_err(|e| fail(&e))?.runtime();
         let rid = Engine::runtime_id(&self.id);
         if runtime.state(&rid).is_ok() {
             // Left by a monitor that died.
@@ -388,7 +424,10 @@ impl Monitor {
         {
             let _ = set_nonblocking(fd.as_fd());
         }
-        let network = match self.engine.network_up(&self.id, &self.config, state.pid) {
+        let network = match self
+            .engine()
+            .and_then(|e| e.network_up(&self.id, &self.config, state.pid))
+        {
             Ok(hold) => hold,
             Err(e) => {
                 let _ = runtime.delete(&rid, true);
@@ -402,7 +441,10 @@ impl Monitor {
             return Err(classify(&e));
         }
         let pid = state.pid;
-        let store = self.engine.containers().map_err(|e| fail(&e))?;
+        let store = self
+            .engine()
+            .and_then(Engine::containers)
+            .map_err(|e| fail(&e))?;
         store
             .transition_recorded(
                 &self.id,
@@ -429,7 +471,7 @@ impl Monitor {
     /// shares them with (its pod's infra, `--network container:`), whose
     /// init may have changed since the last start.
     fn join_shared_namespaces(&self) -> Result<(), EngineError> {
-        self.engine
+        self.engine()?
             .refresh_joined_namespaces(&self.dir, &self.config)
     }
 
@@ -494,7 +536,12 @@ impl Monitor {
         if let Some(p) = &prober {
             self.save_health(&p.state);
         }
+        let mut trim_at = (!self.trimmed).then(|| Instant::now() + TRIM_AFTER);
         loop {
+            if trim_at.is_some_and(|at| Instant::now() >= at) {
+                trim_at = None;
+                self.trim();
+            }
             if let Some(p) = prober.as_mut() {
                 if p.due() {
                     self.start_probe(p);
@@ -535,12 +582,14 @@ impl Monitor {
                 }
                 fds.push(PollFd::new(&c.socket, flags));
             }
-            let timeout = prober.as_ref().map(|p| {
-                let t = p.timeout();
-                rustix::event::Timespec {
-                    tv_sec: t.as_secs() as i64,
-                    tv_nsec: i64::from(t.subsec_nanos()),
-                }
+            let until_trim = trim_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match (prober.as_ref().map(health::Prober::timeout), until_trim) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = timeout.map(|t| rustix::event::Timespec {
+                tv_sec: t.as_secs() as i64,
+                tv_nsec: i64::from(t.subsec_nanos()),
             });
             match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) => {}
@@ -652,15 +701,15 @@ impl Monitor {
     }
 
     fn spawn_probe(&self, cmd: Vec<String>) -> Result<(i32, OwnedFd), String> {
-        let store = self.engine.containers().map_err(|e| render(&e))?;
+        let engine = self.engine().map_err(|e| render(&e))?;
+        let store = engine.containers().map_err(|e| render(&e))?;
         let record = store.get_by_id(&self.id).map_err(|e| render(&e))?;
-        let container = self.engine.container_from(record).map_err(|e| render(&e))?;
+        let container = engine.container_from(record).map_err(|e| render(&e))?;
         let options = crate::containers::ExecOptions {
             cmd,
             ..Default::default()
         };
-        let process = self
-            .engine
+        let process = engine
             .exec_process(&container, &options)
             .map_err(|e| render(&e))?;
         let pid_file = self.dir.join("health.pid");
@@ -681,7 +730,7 @@ impl Monitor {
             rustix::fs::Mode::empty(),
         )
         .map_err(|e| format!("open /dev/null: {e}"))?;
-        let runtime = self.engine.runtime();
+        let runtime = engine.runtime();
         with_stdio([null.as_fd(), write.as_fd(), write.as_fd()], || {
             runtime.exec(&request, wharf_runtime::Attach::Detach)
         })
@@ -699,7 +748,7 @@ impl Monitor {
 
     fn save_health(&self, state: &health::HealthState) {
         let value = serde_json::to_value(state).ok();
-        if let Ok(store) = self.engine.containers() {
+        if let Ok(store) = self.engine().and_then(Engine::containers) {
             if let Err(e) = store.set_health(&self.id, value.as_ref()) {
                 tracing::warn!(container = %self.id, error = %render(&e), "record the health state");
             }
@@ -746,7 +795,12 @@ impl Monitor {
 
     /// Deletes the runtime container and unmounts the rootfs.
     fn release(&self) {
-        self.engine.release_runtime(&self.id);
+        match self.engine() {
+            Ok(engine) => engine.release_runtime(&self.id),
+            Err(e) => {
+                tracing::error!(container = %self.id, error = %render(&e), "open the store to release the container");
+            }
+        }
     }
 
     /// Sleeps the restart back-off, accepting attach clients; `false` when
@@ -759,7 +813,11 @@ impl Monitor {
     ) -> bool {
         let deadline = Instant::now() + pause;
         loop {
-            match self.engine.containers().and_then(|s| s.get_by_id(&self.id)) {
+            match self
+                .engine()
+                .and_then(Engine::containers)
+                .and_then(|s| s.get_by_id(&self.id))
+            {
                 Ok(r) if r.stop_requested || r.state != ContainerState::Restarting => return false,
                 Ok(_) => {}
                 Err(_) => return false,
@@ -784,7 +842,10 @@ impl Monitor {
     /// stop first and holds the lock until this monitor is done: leave it
     /// to that command.
     fn auto_remove(&self) {
-        let Ok(store) = self.engine.containers() else {
+        let Ok(engine) = self.engine() else {
+            return;
+        };
+        let Ok(store) = engine.containers() else {
             return;
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -801,7 +862,7 @@ impl Monitor {
             std::thread::sleep(Duration::from_millis(5));
         };
         if let Ok(record) = store.get_by_id(&self.id) {
-            if let Err(e) = self.engine.destroy(&record, true) {
+            if let Err(e) = engine.destroy(&record, true) {
                 tracing::error!(container = %self.id, error = %render(&e), "auto-remove failed");
             }
         }

@@ -15,13 +15,17 @@ use crate::error::NftFailure;
 
 /// Runs `nft` with `args`, feeding `input` on stdin; returns its stdout.
 fn run(nft: &Path, args: &[&str], input: &str) -> Result<String, NftFailure> {
-    let mut child = Process::new(nft)
+    let mut command = Process::new(nft);
+    command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(NftFailure::Run)?;
+        .stderr(Stdio::piped());
+    // A transaction must not commit after its caller was killed: the
+    // caller's cleanup (`rm -f` of a container whose monitor died while it
+    // published ports) would have removed the rules before they land.
+    wharf_sys::process::kill_with_parent(&mut command);
+    let mut child = command.spawn().map_err(NftFailure::Run)?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
     // nft reads its whole input before it answers, so writing first cannot
     // deadlock; a write error means nft died, which its status tells better.
