@@ -517,6 +517,49 @@ impl Snapshots {
 
     /// Unmounts (overlay) and removes the root filesystem `key`.
     pub(crate) fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
+        let dir = self.detach_rootfs(key)?;
+        fs_err::remove_dir_all(&dir).map_err(|e| ImageError::io("remove rootfs", &dir, e))
+    }
+
+    /// Unmounts the root filesystem `key` and moves its directory into the
+    /// trash (one rename), for [`Snapshots::empty_trash`] to delete.
+    pub(crate) fn trash_rootfs(&self, key: &str) -> Result<(), ImageError> {
+        let dir = self.detach_rootfs(key)?;
+        let trash = self.root.join(TRASH);
+        fs_err::create_dir_all(&trash)
+            .map_err(|e| ImageError::io("create directory", &trash, e))?;
+        let target = trash.join(key);
+        if target.exists() {
+            fs_err::remove_dir_all(&target)
+                .map_err(|e| ImageError::io("remove rootfs", &target, e))?;
+        }
+        fs_err::rename(&dir, &target).map_err(|e| ImageError::io("move to the trash", &dir, e))
+    }
+
+    /// Deletes whatever is in the trash: what [`Snapshots::trash_rootfs`]
+    /// moved there, by this process or one that died before it emptied it.
+    /// Entries another process deletes meanwhile are fine.
+    pub(crate) fn empty_trash(&self) -> Result<(), ImageError> {
+        let trash = self.root.join(TRASH);
+        let entries = match fs_err::read_dir(&trash) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ImageError::io("list", &trash, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| ImageError::io("list", &trash, e))?.path();
+            match fs_err::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io("remove rootfs", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmounts the root filesystem `key` (refusing to go on while anything
+    /// is still mounted there) and returns its directory.
+    fn detach_rootfs(&self, key: &str) -> Result<PathBuf, ImageError> {
         validate_key(key)?;
         let dir = self.rootfs_dir(key);
         if !dir.exists() {
@@ -548,9 +591,12 @@ impl Snapshots {
                 });
             }
         }
-        fs_err::remove_dir_all(&dir).map_err(|e| ImageError::io("remove rootfs", &dir, e))
+        Ok(dir)
     }
 }
+
+/// Where removed root filesystems wait to be deleted, in the snapshots root.
+const TRASH: &str = "trash";
 
 /// A detached overlay of `lowers` (top first) with `upper` and `work`.
 fn new_overlay(

@@ -1030,6 +1030,7 @@ impl Store {
             delete_unreferenced_layers(&db)?;
         }
         self.drop_stale_rootfs_records()?;
+        self.empty_trash()?;
         let (ref_blobs, ref_layers) = self.referenced()?;
         let rootfs_layers = self.rootfs_layers()?;
         let mut report = GcReport::default();
@@ -1336,7 +1337,31 @@ impl Store {
     /// record whose directory is gone (an OS crash lost the commit that
     /// removed it) is removed too; `NotFound` only when neither exists.
     pub fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
-        let removed = match self.inner.snapshots.remove_rootfs(key) {
+        self.remove_rootfs_with(key, false)
+    }
+
+    /// [`Store::remove_rootfs`], with the directory only moved into the
+    /// store's trash (one rename) instead of deleted: the files go with
+    /// [`Store::empty_trash`], which the caller runs once nobody waits for
+    /// the removal. A process that dies in between leaves them to the next
+    /// `empty_trash` or GC.
+    pub fn remove_rootfs_deferred(&self, key: &str) -> Result<(), ImageError> {
+        self.remove_rootfs_with(key, true)
+    }
+
+    /// Deletes the root filesystems [`Store::remove_rootfs_deferred`] moved
+    /// aside, this process's and any a dead process left.
+    pub fn empty_trash(&self) -> Result<(), ImageError> {
+        self.inner.snapshots.empty_trash()
+    }
+
+    fn remove_rootfs_with(&self, key: &str, deferred: bool) -> Result<(), ImageError> {
+        let removed = if deferred {
+            self.inner.snapshots.trash_rootfs(key)
+        } else {
+            self.inner.snapshots.remove_rootfs(key)
+        };
+        let removed = match removed {
             Ok(()) => true,
             Err(ImageError::RootfsNotFound { .. }) => false,
             Err(e) => return Err(e),

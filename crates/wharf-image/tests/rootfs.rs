@@ -191,6 +191,33 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_removal_keeps_the_files_until_the_trash_is_emptied() {
+        require!(Root, Overlay);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), Driver::Overlay);
+        let rootfs = store.mount_rootfs("localhost/stack:1", "t1").unwrap();
+        fs_err::write(rootfs.path.join("written"), b"upper").unwrap();
+        store.remove_rootfs_deferred("t1").unwrap();
+        // Gone for everyone at once: no record, no mount, no directory.
+        assert_eq!(store.rootfs("t1").unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(!dir.path().join("rootfs/t1").exists());
+        let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains("rootfs/t1"), "{mounts}");
+        // The files wait in the trash, with what a dead process left there.
+        let trash = dir.path().join("trash");
+        assert!(trash.join("t1/upper/written").is_file());
+        fs_err::create_dir_all(trash.join("left/upper")).unwrap();
+        store.empty_trash().unwrap();
+        assert_eq!(fs_err::read_dir(&trash).unwrap().count(), 0);
+        store.empty_trash().unwrap();
+        // GC empties it too (an image removal runs it).
+        store.mount_rootfs("localhost/stack:1", "t2").unwrap();
+        store.remove_rootfs_deferred("t2").unwrap();
+        store.remove("localhost/stack:1", false).unwrap();
+        assert_eq!(fs_err::read_dir(&trash).unwrap().count(), 0);
+    }
+
+    #[test]
     fn diff_of_the_upper_dir_round_trips() {
         require!(Root, Overlay);
         let dir = tempfile::tempdir().unwrap();

@@ -794,10 +794,26 @@ impl Engine {
         record: &ContainerRecord,
         volumes: bool,
     ) -> Result<(), EngineError> {
+        self.destroy_deferred(record, volumes).map(drop)
+    }
+
+    /// [`Engine::destroy`], except that the container's directory and
+    /// writable layer are only moved into trash directories (a rename
+    /// each): their files are deleted when the returned [`Leftovers`] is
+    /// dropped. The monitor of a `--rm` container drops it after it has
+    /// told its clients, who wait for the removal (`docker run --rm`
+    /// does), so they do not wait for the disk. Everything observable is
+    /// done when this returns: the record, the name, the mounts, the
+    /// runtime container and the volumes' users are gone.
+    pub(crate) fn destroy_deferred(
+        &self,
+        record: &ContainerRecord,
+        volumes: bool,
+    ) -> Result<Leftovers, EngineError> {
         let store = self.containers()?;
         store.transition(&record.id, Transition::Remove)?;
         self.release_runtime(&record.id);
-        let result = match self.images.remove_rootfs(record.id.as_str()) {
+        let result = match self.images.remove_rootfs_deferred(record.id.as_str()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == wharf_image::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(EngineError::from(e)),
@@ -806,13 +822,19 @@ impl Engine {
             let _ = store.transition(&record.id, Transition::Die);
             return Err(e);
         }
+        let leftovers = Leftovers {
+            images: self.images.clone(),
+            trash: self.root.join(TRASH),
+        };
         let dir = store.container_dir(&record.id);
-        match fs_err::remove_dir_all(&dir) {
+        let moved = fs_err::create_dir_all(&leftovers.trash)
+            .and_then(|()| fs_err::rename(&dir, leftovers.trash.join(record.id.as_str())));
+        match moved {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 let _ = store.transition(&record.id, Transition::Die);
-                return Err(io_err("remove directory", &dir)(e));
+                return Err(io_err("move to the trash", &dir)(e));
             }
         }
         let volume_store = self.volumes()?;
@@ -834,7 +856,7 @@ impl Engine {
             }
         }
         store.remove(&record.id)?;
-        Ok(())
+        Ok(leftovers)
     }
 
     /// `rename`.
@@ -1121,4 +1143,33 @@ fn tree_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Where removed containers' directories wait to be deleted, in the root.
+const TRASH: &str = "trash";
+
+/// What [`Engine::destroy_deferred`] moved aside; deleted on drop, with
+/// anything a process that died before deleting its own left there.
+#[derive(Debug)]
+pub(crate) struct Leftovers {
+    images: wharf_image::Store,
+    trash: PathBuf,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if let Ok(entries) = fs_err::read_dir(&self.trash) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match fs_err::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(error = %e, "empty the container trash"),
+                }
+            }
+        }
+        if let Err(e) = self.images.empty_trash() {
+            tracing::warn!(error = %e, "empty the rootfs trash");
+        }
+    }
 }

@@ -337,12 +337,16 @@ impl Monitor {
         for client in &mut clients {
             client.queue(&Frame::Exit(last_exit));
         }
-        if self.config.auto_remove {
-            self.auto_remove();
-        }
+        let leftovers = if self.config.auto_remove {
+            self.auto_remove()
+        } else {
+            None
+        };
         finish_clients(&mut clients);
         drop(listener);
         let _ = fs_err::remove_file(self.dir.join("attach.sock"));
+        // The clients are told: the files go now.
+        drop(leftovers);
         Ok(())
     }
 
@@ -841,32 +845,32 @@ impl Monitor {
     /// command that removes the container itself (`rm -f`) asked for the
     /// stop first and holds the lock until this monitor is done: leave it
     /// to that command.
-    fn auto_remove(&self) {
-        let Ok(engine) = self.engine() else {
-            return;
-        };
-        let Ok(store) = engine.containers() else {
-            return;
-        };
+    fn auto_remove(&self) -> Option<crate::containers::Leftovers> {
+        let engine = self.engine().ok()?;
+        let store = engine.containers().ok()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let lock = loop {
             match store.try_lock(&self.id) {
                 Ok(Some(l)) => break l,
                 Ok(None) => {}
-                Err(_) => return,
+                Err(_) => return None,
             }
             match store.get_by_id(&self.id) {
                 Ok(r) if !r.stop_requested && Instant::now() < deadline => {}
-                _ => return,
+                _ => return None,
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        if let Ok(record) = store.get_by_id(&self.id) {
-            if let Err(e) = engine.destroy(&record, true) {
+        let record = store.get_by_id(&self.id).ok()?;
+        let leftovers = match engine.destroy_deferred(&record, true) {
+            Ok(leftovers) => Some(leftovers),
+            Err(e) => {
                 tracing::error!(container = %self.id, error = %render(&e), "auto-remove failed");
+                None
             }
-        }
+        };
         drop(lock);
+        leftovers
     }
 }
 

@@ -712,6 +712,26 @@ fn removed_on_exit_containers_get_a_volatile_rootfs() {
         assert_eq!(code, 3);
     }
     assert_eq!(w.ok(&["ps", "-aq"]), "");
+    // The monitor deletes the moved-aside directory and writable layer
+    // once its client is told; nothing stays in the trash.
+    let trashes = [w.root.join("trash"), w.root.join("image").join("trash")];
+    let left = || -> Vec<std::path::PathBuf> {
+        trashes
+            .iter()
+            .filter_map(|t| fs_err::read_dir(t).ok())
+            .flat_map(|d| d.flatten().map(|e| e.path()))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !left().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(left(), Vec::<std::path::PathBuf>::new());
+    let containers: Vec<_> = fs_err::read_dir(w.root.join("containers"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(containers.is_empty(), "{containers:?}");
 }
 
 #[test]
