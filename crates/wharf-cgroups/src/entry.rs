@@ -76,21 +76,14 @@ impl Entry {
     /// Nothing to do on a v2-only host.
     pub fn join_self(&self) -> Result<(), CgroupError> {
         for (path, fd) in &self.tasks {
-            let written = rustix::io::write(fd, b"0").map_err(io::Error::from);
-            match written {
+            match rustix::io::write(fd, b"0") {
                 Ok(1) => {}
-                Ok(_) => {
+                written => {
                     return Err(CgroupError::Write {
                         path: path.clone(),
                         value: "0".to_owned(),
-                        source: io::Error::from(io::ErrorKind::WriteZero),
-                    })
-                }
-                Err(source) => {
-                    return Err(CgroupError::Write {
-                        path: path.clone(),
-                        value: "0".to_owned(),
-                        source,
+                        source: written
+                            .map_or_else(io::Error::from, |_| io::ErrorKind::WriteZero.into()),
                     })
                 }
             }

@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec
 use wharf_cgroups::{Entry, FreezerState, Hierarchy, Location, Manager, Stats};
 use wharf_sys::process::{fork_into_cgroup, fork_with, Forked};
 
-use crate::error::{step_err, Result, RuntimeError, StepError};
+use crate::error::{render_chain, step_err, Result, RuntimeError, StepError};
 use crate::id::ContainerId;
 
 /// A container's cgroup.
@@ -199,14 +199,7 @@ pub(crate) fn enter(entry: Option<Entry>) -> std::result::Result<(), StepError> 
     let Some(entry) = entry else {
         return Ok(());
     };
-    entry.join_self().map_err(|e| {
-        let mut why = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            why.push_str(": ");
-            why.push_str(&s.to_string());
-            source = s.source();
-        }
-        step_err("enter the container's cgroup", why)
-    })
+    entry
+        .join_self()
+        .map_err(|e| step_err("enter the container's cgroup", render_chain(&e)))
 }

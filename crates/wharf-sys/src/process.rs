@@ -28,11 +28,7 @@ pub enum Forked {
 /// calling thread, and locks held by the others would never be released.
 /// The child should end with `exec` or [`exit_now`].
 pub fn fork_with(flags: u64) -> io::Result<Forked> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "refusing to fork a multi-threaded process",
-        ));
-    }
+    refuse_threaded()?;
     let flags = flags | libc::SIGCHLD as u64;
     // SAFETY: clone with a NULL stack behaves as fork: the child resumes here
     // on a copy of the parent's stack. No tid pointers or TLS are passed. The
@@ -48,6 +44,21 @@ pub fn fork_with(flags: u64) -> io::Result<Forked> {
             0usize,
         )
     };
+    forked(rc)
+}
+
+/// Fails in a multi-threaded process (see [`fork_with`]).
+fn refuse_threaded() -> io::Result<()> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other(
+            "refusing to fork a multi-threaded process",
+        ));
+    }
+    Ok(())
+}
+
+/// The side of a fork a `clone`/`clone3` return value says the caller is on.
+fn forked(rc: libc::c_long) -> io::Result<Forked> {
     match rc {
         rc if rc < 0 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
@@ -89,11 +100,7 @@ struct CloneArgs {
 /// refuses the cgroup; the caller then forks with [`fork_with`] and moves
 /// the child.
 pub fn fork_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "refusing to fork a multi-threaded process",
-        ));
-    }
+    refuse_threaded()?;
     let args = CloneArgs {
         flags: flags | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
@@ -112,13 +119,7 @@ pub fn fork_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<Forked
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    match rc {
-        rc if rc < 0 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(
-            Pid::from_raw(pid as i32).expect("clone3 returned a positive pid"),
-        )),
-    }
+    forked(rc)
 }
 
 /// Number of threads of the calling process (`/proc/self/stat` field 20).
@@ -551,8 +552,12 @@ const STACK_MARGIN: usize = 16 << 10;
 /// The main thread's stack mapping (start, end), from smaps.
 fn main_stack(smaps: &str) -> Option<(usize, usize)> {
     let line = smaps.lines().find(|l| l.ends_with("[stack]"))?;
-    let range = line.split_whitespace().next()?;
-    let (start, end) = range.split_once('-')?;
+    address_range(line.split_whitespace().next()?)
+}
+
+/// `start-end` in hex, as smaps begins a mapping's line.
+fn address_range(text: &str) -> Option<(usize, usize)> {
+    let (start, end) = text.split_once('-')?;
     Some((
         usize::from_str_radix(start, 16).ok()?,
         usize::from_str_radix(end, 16).ok()?,
@@ -574,26 +579,21 @@ fn exe_regions(smaps: &str, dev: u64, ino: u64) -> Vec<Region> {
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or_default();
-        if let Some((start, end)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) = (
-                usize::from_str_radix(start, 16),
-                usize::from_str_radix(end, 16),
-            ) {
-                let perms = fields.next().unwrap_or_default();
-                let _offset = fields.next();
-                let map_dev = fields.next().unwrap_or_default();
-                let map_ino = fields.next().and_then(|i| i.parse::<u64>().ok());
-                let same_file = map_ino == Some(ino) && parse_dev(map_dev) == Some(dev);
-                current = (same_file
-                    && perms.starts_with('r')
-                    && !perms.contains('w')
-                    && perms.ends_with('p'))
-                .then_some(Region {
-                    start,
-                    len: end - start,
-                });
-                continue;
-            }
+        if let Some((start, end)) = address_range(first) {
+            let perms = fields.next().unwrap_or_default();
+            let _offset = fields.next();
+            let map_dev = fields.next().unwrap_or_default();
+            let map_ino = fields.next().and_then(|i| i.parse::<u64>().ok());
+            let same_file = map_ino == Some(ino) && parse_dev(map_dev) == Some(dev);
+            current = (same_file
+                && perms.starts_with('r')
+                && !perms.contains('w')
+                && perms.ends_with('p'))
+            .then_some(Region {
+                start,
+                len: end - start,
+            });
+            continue;
         }
         if first == "Anonymous:" {
             if let Some(region) = current.take() {
