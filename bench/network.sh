@@ -7,7 +7,9 @@
 #      and podman (hyperfine, alternating blocks, medians);
 #   2. TCP throughput (iperf3, one stream) container -> host and
 #      container -> container over each engine's bridge, against a plain veth
-#      pair between two network namespaces made by this script (the floor).
+#      pair between two network namespaces made by this script (the
+#      reference), and a second such pair given the IPv4 GSO/GRO limits Wharf
+#      gives its links (BIG TCP), which shows what the bridge itself costs.
 #
 # One busybox image for both engines (lib.sh's rootfs, imported), private
 # state under /var/tmp/wharf-bench/engine-net-*, a private mount namespace with
@@ -37,6 +39,9 @@ PREFIX=$BASE/prefix
 NET=benchnet
 SUBNET=10.254.77.0/24
 VETH_A=10.254.78.1 VETH_B=10.254.78.2
+BIG_A=10.254.78.5 BIG_B=10.254.78.6
+# Wharf's IPv4 GSO/GRO limit on its links (wharf_net::link::BIG_TCP_MAX_SIZE).
+BIG_TCP=$((8 * 65535))
 
 usage() {
     cat <<EOF
@@ -51,7 +56,7 @@ Usage: bench/network.sh [options]
   -h, --help     this text
 
 Needs root, hyperfine, jq, iperf3, podman (netavark), busybox-static,
-iproute2, nftables.
+iproute2, nftables, python3.
 EOF
 }
 
@@ -75,7 +80,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 
 
 WORK='' RES='' WHARF='' WR='' PR=''
 PODMAN=()
-NS_A='' NS_B=''
+NS_A='' NS_B='' NS_C='' NS_D=''
 IPERF_MOUNTS=(-v /usr/bin/iperf3:/usr/bin/iperf3:ro
     -v /usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:ro
     -v /usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro
@@ -96,6 +101,8 @@ inner_cleanup() {
     fi
     [[ -z $NS_A ]] || ip netns del "$NS_A" 2>/dev/null || true
     [[ -z $NS_B ]] || ip netns del "$NS_B" 2>/dev/null || true
+    [[ -z $NS_C ]] || ip netns del "$NS_C" 2>/dev/null || true
+    [[ -z $NS_D ]] || ip netns del "$NS_D" 2>/dev/null || true
     pkill -f "iperf3 -s -1 -p 5201 -B" 2>/dev/null || true
     # The default bridges stay, as docker0 does; podman's is torn down by
     # netavark with its last container.
@@ -196,20 +203,33 @@ EOF
 
     # --- 2. throughput -----------------------------------------------------------
     log "throughput: setting up the veth pair, wharf's and podman's networks"
-    NS_A=wharfbench-a NS_B=wharfbench-b
-    ip netns add "$NS_A"
-    ip netns add "$NS_B"
-    ip -n "$NS_A" link add veth0 type veth peer name veth0 netns "$NS_B"
-    ip -n "$NS_A" addr add "$VETH_A/30" dev veth0
-    ip -n "$NS_B" addr add "$VETH_B/30" dev veth0
-    ip -n "$NS_A" link set veth0 up
-    ip -n "$NS_B" link set veth0 up
-    ip -n "$NS_A" link set lo up
-    ip -n "$NS_B" link set lo up
+    NS_A=wharfbench-a NS_B=wharfbench-b NS_C=wharfbench-c NS_D=wharfbench-d
+    veth_pair() { # NS1 NS2 ADDR1 ADDR2 [GSO]
+        ip netns add "$1"
+        ip netns add "$2"
+        ip -n "$1" link add veth0 type veth peer name veth0 netns "$2"
+        if (($# > 4)); then
+            ip netns exec "$1" python3 "$BENCH_DIR/link-gso.py" veth0 "$5"
+            ip netns exec "$2" python3 "$BENCH_DIR/link-gso.py" veth0 "$5"
+        fi
+        ip -n "$1" addr add "$3/30" dev veth0
+        ip -n "$2" addr add "$4/30" dev veth0
+        ip -n "$1" link set veth0 up
+        ip -n "$2" link set veth0 up
+        ip -n "$1" link set lo up
+        ip -n "$2" link set lo up
+    }
+    veth_pair "$NS_A" "$NS_B" "$VETH_A" "$VETH_B"
+    veth_pair "$NS_C" "$NS_D" "$BIG_A" "$BIG_B" "$BIG_TCP"
     veth_client() {
         ip netns exec "$NS_B" iperf3 -s -1 -p 5201 -B "$VETH_B" >/dev/null 2>&1 &
         sleep 0.3
         ip netns exec "$NS_A" iperf3 -c "$VETH_B" -p 5201 -t "$SECONDS_PER" -J
+    }
+    big_veth_client() {
+        ip netns exec "$NS_D" iperf3 -s -1 -p 5201 -B "$BIG_B" >/dev/null 2>&1 &
+        sleep 0.3
+        ip netns exec "$NS_C" iperf3 -c "$BIG_B" -p 5201 -t "$SECONDS_PER" -J
     }
 
     $W network create --subnet "$SUBNET" "$NET" >/dev/null
@@ -246,9 +266,9 @@ EOF
 
     # Rounds that take every path in turn, so that the machine's drift
     # weighs on all of them alike; the median of each path's runs.
-    declare -A GB=() FN=([veth]=veth_client [wharf-host]=wharf_to_host
+    declare -A GB=() FN=([veth]=veth_client [veth-big]=big_veth_client [wharf-host]=wharf_to_host
         [wharf-ctr]=wharf_to_ctr [podman-host]=podman_to_host [podman-ctr]=podman_to_ctr)
-    local round tag tags=(veth wharf-host wharf-ctr podman-host podman-ctr)
+    local round tag tags=(veth veth-big wharf-host wharf-ctr podman-host podman-ctr)
     for round in $(seq "$REPEAT"); do
         log "throughput: round $round of $REPEAT"
         for tag in "${tags[@]}"; do
@@ -284,6 +304,7 @@ $(first_line iperf3 --version).
 | path | Gbit/s | vs the plain veth pair |
 |---|---:|---:|
 | plain veth pair between two namespaces | ${GB[veth]} | 1.000 |
+| the same, with Wharf's IPv4 GSO/GRO limit ($BIG_TCP bytes) | ${GB[veth-big]} | $(ratio "${GB[veth-big]}" "${GB[veth]}") |
 | wharf: container -> host (bridge gateway) | ${GB[wharf-host]} | $(ratio "${GB[wharf-host]}" "${GB[veth]}") |
 | wharf: container -> container (same bridge) | ${GB[wharf-ctr]} | $(ratio "${GB[wharf-ctr]}" "${GB[veth]}") |
 | podman: container -> host (bridge gateway) | ${GB[podman-host]} | $(ratio "${GB[podman-host]}" "${GB[veth]}") |
@@ -302,7 +323,7 @@ if [[ ${1:-} == __inner ]]; then
 fi
 
 require_root
-require_cmd hyperfine jq iperf3 podman ip nft ss unshare
+require_cmd hyperfine jq iperf3 podman ip nft ss unshare python3
 WHARF=$PREFIX/bin/wharf
 [[ -x $WHARF ]] || die "no wharf at $WHARF: run CARGO_TARGET_DIR=$BASE/target scripts/install.sh $PREFIX"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)

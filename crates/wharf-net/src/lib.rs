@@ -41,6 +41,6 @@ pub use dns::{host_resolvers, DnsEntry, DnsNetwork, DnsRecords};
 pub use error::{ErrorKind, NetError, NftFailure};
 pub use firewall::{Firewall, FirewallState, NetworkRules, PortMapping, PortRules, Protocol};
 pub use ipam::{Allocation, Ipam, Subnet};
-pub use link::{attach_veth, Netlink, VethPlan};
+pub use link::{attach_veth, Netlink, VethPlan, BIG_TCP_MAX_SIZE};
 pub use name::NetworkName;
 pub use store::{CreateNetwork, Network, NetworkStore};

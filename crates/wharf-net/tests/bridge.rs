@@ -132,6 +132,19 @@ mod tests {
                 &plan(&bridge, &veth_b, &subnet, ip_b),
             )?;
 
+            // Both ends of each pair and, once it has ports, the bridge take
+            // IPv4 segments up to BIG_TCP_MAX_SIZE (kernels from 6.3 report it).
+            if netlink.gso_ipv4_max_size("lo")?.is_some() {
+                let big = Some(wharf_net::BIG_TCP_MAX_SIZE);
+                for link in [&veth_a, &veth_b, &bridge] {
+                    ensure!(netlink.gso_ipv4_max_size(link)? == big, "{link}");
+                }
+                let inside = netns::run_in(ns_a.as_fd(), "ns a", || {
+                    Netlink::open()?.gso_ipv4_max_size("eth0")
+                })?;
+                ensure!(inside == big, "eth0 in ns a: {inside:?}");
+            }
+
             let addr = in_netns(&ns_a, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"])?;
             ensure!(addr.contains(&format!("inet {ip_a}/24")), "{addr}");
             let route = in_netns(&ns_a, &["ip", "route", "show", "default"])?;

@@ -293,6 +293,43 @@ fn containers_talk_by_ip_name_and_alias_and_reach_the_host() {
         "{peer}"
     );
 
+    // A bulk TCP transfer to the host arrives whole. The links allow IPv4
+    // segments up to 512 KiB (BIG TCP), which a stream this size uses.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let blob = env.path().join("bulk");
+    let receiver = {
+        let blob = blob.clone();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            fs_err::write(&blob, &got).unwrap();
+            got.len()
+        })
+    };
+    let sent = engine.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "dd if=/dev/urandom of=/tmp/blob bs=1M count=32 2>/dev/null && \
+             nc {gateway} {port} < /tmp/blob && sha256sum /tmp/blob"
+        ),
+    ]);
+    assert_eq!(receiver.join().unwrap(), 32 << 20);
+    let received = Command::new("sha256sum").arg(&blob).output().unwrap();
+    let received = String::from_utf8_lossy(&received.stdout);
+    assert_eq!(
+        sent.split_whitespace().next(),
+        received.split_whitespace().next(),
+        "sent {sent}, received {received}"
+    );
+
     engine.ok(&["rm", "-f", "web"]);
     assert_no_leaks(n["Id"].as_str().unwrap(), &bridge, &[web]);
     // Nothing of the container is left in the network's DNS records.
