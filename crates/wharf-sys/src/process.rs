@@ -477,76 +477,114 @@ pub fn spawn_session(
     Ok(child.id())
 }
 
-/// Gives back what a long-lived process kept resident from its setup:
-/// free heap memory goes back to the kernel (`malloc_trim`), and the
-/// process's page-table mappings of its own executable's read-only pages
-/// (code and constants) are dropped (`MADV_DONTNEED`). Those pages stay in
-/// the page cache, shared with every process running the binary; the ones
-/// the process runs again fault back in (minor faults). Mappings holding
-/// private copies (relocated data, `Anonymous` in smaps) and writable ones
-/// are left alone. Called on the main thread, it also drops the part of
-/// the stack more than 16 KiB below its own frame, which the setup's deeper
-/// calls used. Returns the bytes of mappings dropped.
+/// What a long-lived process kept resident from its setup and can give
+/// back while it waits: its mappings of its own executable's read-only
+/// pages (code and constants) and the part of the main thread's stack its
+/// setup's deeper calls used. Planned from `/proc/self/smaps` by
+/// [`ResidentTrim::plan`], dropped by [`ResidentTrim::trim_and_poll`] right
+/// before the process blocks.
 ///
 /// Meant for the per-container monitor once its container runs: it maps
 /// most of its binary while it sets the container up, then sits in a poll
 /// loop that needs a few pages of it.
-pub fn trim_resident_set() -> io::Result<u64> {
-    // SAFETY: malloc_trim takes no pointers; it only returns free memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let exe = rustix::fs::stat("/proc/self/exe")?;
-    let smaps = fs_err::read_to_string("/proc/self/smaps")?;
-    let mut dropped = 0;
-    for region in exe_regions(&smaps, exe.st_dev, exe.st_ino) {
-        // SAFETY: the range is a whole private, read-only file mapping of
-        // the executable with no anonymous (copied-on-write) pages, as
-        // /proc/self/smaps lists it: MADV_DONTNEED only drops its page
-        // table entries, and every later access reads the same bytes back
-        // from the file. It is a separate VMA, so no writable or private
-        // data shares the range.
-        let rc = unsafe {
-            libc::madvise(
-                region.start as *mut libc::c_void,
-                region.len,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        dropped += region.len as u64;
-    }
-    // The stack below the caller's frame is dead: what the setup's deeper
-    // calls left there goes too. A margin well above what the calls below
-    // this frame (madvise) use is kept.
-    let here = std::ptr::addr_of!(exe) as usize;
-    let page = rustix::param::page_size();
-    if let Some((bottom, end)) = main_stack(&smaps).filter(|(b, e)| (*b..*e).contains(&here)) {
-        let top = here.saturating_sub(STACK_MARGIN) & !(page - 1);
-        if top > bottom && top < end {
-            // SAFETY: [bottom, top) is the part of this thread's stack more
-            // than STACK_MARGIN below this frame: no frame or red zone is
-            // live there, and a page touched again reads back as zeros,
-            // which is all a fresh stack page holds.
-            let rc = unsafe {
-                libc::madvise(
-                    bottom as *mut libc::c_void,
-                    top - bottom,
-                    libc::MADV_DONTNEED,
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            dropped += (top - bottom) as u64;
-        }
-    }
-    Ok(dropped)
+#[derive(Debug)]
+pub struct ResidentTrim {
+    regions: Vec<Region>,
+    stack: Option<(usize, usize)>,
 }
 
-/// How much of the stack below [`trim_resident_set`]'s frame it keeps.
+impl ResidentTrim {
+    /// Finds the executable's private, read-only file mappings with no
+    /// anonymous (copied-on-write) pages, and the main thread's stack.
+    ///
+    /// # Errors
+    ///
+    /// Reading `/proc/self/exe` or `/proc/self/smaps`.
+    pub fn plan() -> io::Result<ResidentTrim> {
+        let exe = rustix::fs::stat("/proc/self/exe")?;
+        let smaps = fs_err::read_to_string("/proc/self/smaps")?;
+        Ok(ResidentTrim {
+            regions: exe_regions(&smaps, exe.st_dev, exe.st_ino),
+            stack: main_stack(&smaps),
+        })
+    }
+
+    /// The bytes of executable mappings the trim drops.
+    pub fn exe_bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.len as u64).sum()
+    }
+
+    /// Gives the memory back, then waits in `poll(2)` on `fds` for at most
+    /// `timeout`: free heap memory goes to the kernel (`malloc_trim`), the
+    /// planned executable mappings' page-table entries are dropped
+    /// (`MADV_DONTNEED`), and so is the stack more than 16 KiB below this
+    /// frame when called on the main thread.
+    ///
+    /// The dropped pages stay in the page cache, shared with every process
+    /// running the binary; what the process runs again faults back in
+    /// (minor faults). Dropping and waiting in one function matters: code
+    /// that ran between the drop and the wait would fault its pages back in
+    /// and keep them while the process sleeps. Here only this function's
+    /// own pages come back (`madvise` and `poll` are rustix's inline
+    /// system calls).
+    ///
+    /// # Errors
+    ///
+    /// `poll(2)`'s; a failed `madvise` is ignored (the memory stays
+    /// resident, nothing else changes).
+    #[inline(never)]
+    pub fn trim_and_poll(
+        &self,
+        fds: &mut [rustix::event::PollFd<'_>],
+        timeout: Option<&rustix::event::Timespec>,
+    ) -> rustix::io::Result<usize> {
+        // SAFETY: malloc_trim takes no pointers; it only returns free memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        for region in &self.regions {
+            // SAFETY: the range is a whole private, read-only file mapping
+            // of the executable with no anonymous (copied-on-write) pages,
+            // as /proc/self/smaps listed it: MADV_DONTNEED only drops its
+            // page table entries, and every later access reads the same
+            // bytes back from the file. It is a separate VMA, so no
+            // writable or private data shares the range. The process maps
+            // no new code, so the plan still describes it.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    region.start as *mut std::ffi::c_void,
+                    region.len,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+        }
+        // The stack below this frame is dead: what the setup's deeper calls
+        // left there goes too. A margin well above what the calls below
+        // this frame (none but system calls) use is kept.
+        let here = std::ptr::addr_of!(fds) as usize;
+        let page = rustix::param::page_size();
+        if let Some((bottom, end)) = self.stack.filter(|(b, e)| (*b..*e).contains(&here)) {
+            let top = here.saturating_sub(STACK_MARGIN) & !(page - 1);
+            if top > bottom && top < end {
+                // SAFETY: [bottom, top) is the part of this thread's stack
+                // more than STACK_MARGIN below this frame: no frame or red
+                // zone is live there, and a page touched again reads back
+                // as zeros, which is all a fresh stack page holds.
+                let _ = unsafe {
+                    rustix::mm::madvise(
+                        bottom as *mut std::ffi::c_void,
+                        top - bottom,
+                        rustix::mm::Advice::LinuxDontNeed,
+                    )
+                };
+            }
+        }
+        rustix::event::poll(fds, timeout)
+    }
+}
+
+/// How much of the stack below [`ResidentTrim::trim_and_poll`]'s frame it
+/// keeps.
 const STACK_MARGIN: usize = 16 << 10;
 
 /// The main thread's stack mapping (start, end), from smaps.
@@ -679,10 +717,27 @@ Anonymous:             0 kB
 
     #[test]
     fn a_trimmed_process_runs_on() {
-        let dropped = trim_resident_set().unwrap();
-        assert!(dropped > 0, "the test binary's code is a read-only mapping");
-        // The code runs again from the page cache.
+        let trim = ResidentTrim::plan().unwrap();
+        assert!(
+            trim.exe_bytes() > 0,
+            "the test binary's code is a read-only mapping"
+        );
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        rustix::io::write(&w, b"x").unwrap();
+        let mut fds = [rustix::event::PollFd::new(&r, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        assert_eq!(trim.trim_and_poll(&mut fds, Some(&timeout)).unwrap(), 1);
+        assert!(fds[0].revents().contains(rustix::event::PollFlags::IN));
+        // The code runs again from the page cache, and can trim again.
         assert_eq!(thread_count().map(|n| n >= 1).ok(), Some(true));
-        assert!(trim_resident_set().is_ok());
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let mut none: [rustix::event::PollFd<'_>; 0] = [];
+        assert_eq!(trim.trim_and_poll(&mut none, Some(&zero)).unwrap(), 0);
     }
 }

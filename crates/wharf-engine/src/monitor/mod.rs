@@ -53,9 +53,12 @@ const CLIENT_BUFFER_LIMIT: usize = 4 << 20;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
-/// How long a container runs before its monitor gives back the memory it
-/// kept from the setup (see `Monitor::trim`): a `run --rm` of a quick
-/// command never waits for it.
+/// When the monitor gives back the memory it is not using (see
+/// `Monitor::trim_and_poll`): this long after the container started, and
+/// again whenever its loop has then been quiet (nothing to relay, no client,
+/// no signal) this long. A `run --rm` of a quick command never waits for
+/// it, and a container that writes often does not make its monitor trim
+/// over and over.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Runs the monitor of container `id`; returns the process exit status.
@@ -102,8 +105,8 @@ fn report(ready: &mut Option<OwnedFd>, outcome: Result<(), (i32, String)>) {
 }
 
 struct Monitor {
-    /// Open while the monitor works on the store; closed by `trim` while
-    /// the container runs, opened again on the next use (`engine()`).
+    /// Open while the monitor works on the store; closed by `trim_and_poll`
+    /// while the container runs, opened again on the next use (`engine()`).
     engine: std::cell::OnceCell<Engine>,
     options: EngineOptions,
     id: ContainerId,
@@ -111,8 +114,6 @@ struct Monitor {
     dir: PathBuf,
     config: ContainerConfig,
     _lock: fs_err::File,
-    /// The resident set was trimmed (once per monitor).
-    trimmed: bool,
 }
 
 /// A started container instance.
@@ -210,11 +211,10 @@ impl Monitor {
             dir,
             config,
             _lock: lock,
-            trimmed: false,
         })
     }
 
-    /// The engine, opened again if `trim` closed it.
+    /// The engine, opened again if `trim_and_poll` closed it.
     fn engine(&self) -> Result<&Engine, EngineError> {
         if let Some(engine) = self.engine.get() {
             return Ok(engine);
@@ -223,17 +223,26 @@ impl Monitor {
         Ok(self.engine.get_or_init(|| engine))
     }
 
-    /// Gives back, once the container has run a while, the memory the
-    /// monitor kept from setting it up: the database connections (their
-    /// caches and shared-memory maps; the engine opens again when next
-    /// needed) and the resident pages of setup code and freed heap
-    /// (`wharf_sys::process::trim_resident_set`).
-    fn trim(&mut self) {
-        self.trimmed = true;
+    /// Gives back the memory the monitor does not need while it waits,
+    /// then waits in `poll(2)`: the database connections (their caches and
+    /// shared-memory maps; the engine opens again when next needed), free
+    /// heap memory and the resident pages of code the loop does not run
+    /// (`wharf_sys::process::ResidentTrim`).
+    fn trim_and_poll(
+        &mut self,
+        fds: &mut [PollFd<'_>],
+        timeout: Option<&rustix::event::Timespec>,
+    ) -> rustix::io::Result<usize> {
         drop(self.engine.take());
-        match wharf_sys::process::trim_resident_set() {
-            Ok(bytes) => tracing::debug!(container = %self.id, bytes, "trimmed the resident set"),
-            Err(e) => tracing::debug!(container = %self.id, error = %e, "trim the resident set"),
+        match wharf_sys::process::ResidentTrim::plan() {
+            Ok(trim) => {
+                tracing::debug!(container = %self.id, bytes = trim.exe_bytes(), "trim the resident set");
+                trim.trim_and_poll(fds, timeout)
+            }
+            Err(e) => {
+                tracing::debug!(container = %self.id, error = %e, "trim the resident set");
+                rustix::event::poll(fds, timeout)
+            }
         }
     }
 
@@ -533,19 +542,19 @@ impl Monitor {
         clients: &mut Vec<Client>,
         log: &mut LogWriter,
     ) -> Option<i32> {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Freed before each trim; `scratch` allocates it again.
+        let mut buf = Vec::new();
         let mut out_open = true;
         let mut err_open = instance.err.is_some();
         let mut prober = self.config.health.clone().map(health::Prober::new);
         if let Some(p) = &prober {
             self.save_health(&p.state);
         }
-        let mut trim_at = (!self.trimmed).then(|| Instant::now() + TRIM_AFTER);
+        // When the next trim is due: TRIM_AFTER from the start, then
+        // TRIM_AFTER after the last work that followed a trim.
+        let mut trim_at = Some(Instant::now() + TRIM_AFTER);
+        let mut trimmed_once = false;
         loop {
-            if trim_at.is_some_and(|at| Instant::now() >= at) {
-                trim_at = None;
-                self.trim();
-            }
             if let Some(p) = prober.as_mut() {
                 if p.due() {
                     self.start_probe(p);
@@ -587,7 +596,11 @@ impl Monitor {
                 fds.push(PollFd::new(&c.socket, flags));
             }
             let until_trim = trim_at.map(|at| at.saturating_duration_since(Instant::now()));
-            let timeout = match (prober.as_ref().map(health::Prober::timeout), until_trim) {
+            let trim_now = until_trim == Some(Duration::ZERO);
+            let timeout = match (
+                prober.as_ref().map(health::Prober::timeout),
+                until_trim.filter(|_| !trim_now),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -595,8 +608,20 @@ impl Monitor {
                 tv_sec: t.as_secs() as i64,
                 tv_nsec: i64::from(t.subsec_nanos()),
             });
-            match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(_) => {}
+            let polled = if trim_now {
+                trim_at = None;
+                trimmed_once = true;
+                buf = Vec::new();
+                self.trim_and_poll(&mut fds, timeout.as_ref())
+            } else {
+                rustix::event::poll(&mut fds, timeout.as_ref())
+            };
+            match polled {
+                Ok(ready) => {
+                    if ready > 0 && trimmed_once {
+                        trim_at = Some(Instant::now() + TRIM_AFTER);
+                    }
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
                     tracing::error!(container = %self.id, error = %e, "poll");
@@ -622,7 +647,7 @@ impl Monitor {
                     out_open = relay(
                         &instance.out,
                         stream,
-                        &mut buf,
+                        scratch(&mut buf),
                         log,
                         clients,
                         self.config.tty,
@@ -631,7 +656,7 @@ impl Monitor {
             }
             if let (Some(i), Some(err)) = (err_idx, &instance.err) {
                 if !ready[i].is_empty() {
-                    err_open = relay(err, Stream::Stderr, &mut buf, log, clients, false);
+                    err_open = relay(err, Stream::Stderr, scratch(&mut buf), log, clients, false);
                 }
             }
             let mut gone = Vec::new();
@@ -641,7 +666,7 @@ impl Monitor {
                     continue;
                 }
                 if r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
-                    && !self.client_input(c, &mut instance, &mut buf)
+                    && !self.client_input(c, &mut instance, scratch(&mut buf))
                 {
                     gone.push(n);
                     continue;
@@ -676,14 +701,14 @@ impl Monitor {
                         while relay(
                             &instance.out,
                             Stream::Stdout,
-                            &mut buf,
+                            scratch(&mut buf),
                             log,
                             clients,
                             self.config.tty,
                         ) {}
                     }
                     if let (true, Some(err)) = (err_open, &instance.err) {
-                        while relay(err, Stream::Stderr, &mut buf, log, clients, false) {}
+                        while relay(err, Stream::Stderr, scratch(&mut buf), log, clients, false) {}
                     }
                     return Some(code);
                 }
@@ -913,6 +938,18 @@ pub(crate) fn with_stdio<T>(fds: [BorrowedFd<'_>; 3], f: impl FnOnce() -> T) -> 
     let out = f();
     swap([saved[0].as_fd(), saved[1].as_fd(), saved[2].as_fd()])?;
     Ok(out)
+}
+
+/// Size of the monitor's read buffer for the container's output and
+/// clients' input.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+/// The read buffer, allocated on first use after a trim freed it.
+fn scratch(buf: &mut Vec<u8>) -> &mut [u8] {
+    if buf.is_empty() {
+        buf.resize(RELAY_BUFFER, 0);
+    }
+    buf
 }
 
 /// Reads one chunk from `fd` into the log and the clients; `false` at end

@@ -486,13 +486,7 @@ fn a_killed_monitor_is_reported_and_rm_cleans_up() {
         .to_owned();
     let pid: i32 = w.inspect("orphan", "{{.State.Pid}}").parse().unwrap();
     // The monitor is the container init's parent.
-    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ppid = monitor_pid(&w, "orphan");
     let comm = fs_err::read_to_string(format!("/proc/{ppid}/cmdline")).unwrap();
     assert!(comm.contains("__monitor"), "{comm}");
     Command::new("kill")
@@ -516,6 +510,84 @@ fn a_killed_monitor_is_reported_and_rm_cleans_up() {
     w.ok(&["rm", "orphan"]);
     assert!(Engine::cgroups_of(&id).is_empty());
     assert_eq!(w.ok(&["ps", "-aq"]), "");
+}
+
+/// The monitor of `container` (its init's parent).
+fn monitor_pid(w: &Engine, container: &str) -> i32 {
+    let pid: i32 = w.inspect(container, "{{.State.Pid}}").parse().unwrap();
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Resident and total kB of `pid`'s executable code mappings (smaps).
+fn code_kb(pid: i32) -> (u64, u64) {
+    let smaps = fs_err::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut rss, mut size, mut code) = (0, 0, false);
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let perms = fields.next().unwrap_or_default();
+            code = perms.contains('x') && !line.ends_with("[vdso]");
+            continue;
+        }
+        let value = fields.next().and_then(|v| v.parse::<u64>().ok());
+        match (first, value) {
+            ("Size:", Some(kb)) if code => size += kb,
+            ("Rss:", Some(kb)) if code => rss += kb,
+            _ => {}
+        }
+    }
+    (rss, size)
+}
+
+#[test]
+fn an_idle_monitor_gives_back_its_memory_and_again_after_work() {
+    require!(Root, Busybox, Overlay, Registry, Skopeo);
+    let env = TestEnv::new();
+    let w = Engine::with_busybox(&env);
+    // Quiet, then one burst of output, then quiet again.
+    w.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "idle",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 4; seq 1 20000; sleep 1000",
+    ]);
+    let monitor = monitor_pid(&w, "idle");
+    // A second into the run the monitor drops the code its setup ran: a
+    // few folios stay resident, of a binary many megabytes large.
+    let small = |(rss, size): (u64, u64)| rss * 8 < size;
+    w.eventually("the first trim", || small(code_kb(monitor)));
+    let trimmed = code_kb(monitor).0;
+    // The burst runs the relay and the log writer again, and a second
+    // after it the monitor trims again.
+    w.eventually("the burst in the log", || {
+        w.ok(&["logs", "--tail", "1", "idle"]).trim() == "20000"
+    });
+    w.eventually("the trim after the burst", || {
+        code_kb(monitor).0 <= trimmed + 256
+    });
+    // The container and its monitor work on: exec, stop, the exit code.
+    assert_eq!(w.ok(&["exec", "idle", "echo", "still"]).trim(), "still");
+    assert_eq!(
+        w.ok(&["logs", "idle"]).lines().count(),
+        20000,
+        "every line relayed"
+    );
+    w.ok(&["stop", "-t", "1", "idle"]);
+    assert_eq!(
+        w.inspect("idle", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 137"
+    );
 }
 
 #[test]
