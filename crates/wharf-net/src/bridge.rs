@@ -255,6 +255,7 @@ impl NetworkBackend for BridgeBackend {
                 Vec::new()
             },
             mtu: network.mtu,
+            big_tcp: network.big_tcp(),
             mac: Some(mac),
         };
         // A veth of this owner left by a crash would make the create fail.

@@ -327,36 +327,36 @@ impl Netlink {
         }
     }
 
-    /// Creates a veth pair: `host_name` attached to the bridge `bridge_index`
-    /// here, its peer created directly in the namespace `netns` as
-    /// `peer_name`. Creating the peer in its namespace (veth's peer
+    /// Creates a veth pair: `plan.host_name` attached to the bridge
+    /// `bridge_index` here, its peer created directly in the namespace
+    /// `netns` as `plan.peer_name`, with the plan's MTU, MAC and segment
+    /// limit. Creating the peer in its namespace (veth's peer
     /// `IFLA_NET_NS_FD`, what `ip link add … peer name eth0 netns …` does)
     /// rather than creating it here, moving and renaming it means the name
     /// cannot clash with a host interface and the peer is never visible on the
     /// host.
     fn create_veth(
         &self,
-        host_name: &str,
-        peer_name: &str,
+        plan: &VethPlan,
         netns: BorrowedFd<'_>,
         bridge_index: u32,
-        mtu: Option<u32>,
-        mac: Option<[u8; 6]>,
     ) -> Result<(), NetError> {
         // The raw fd only travels in the request; `netns` outlives the call.
-        let mut peer = big_tcp(LinkMessageBuilder::<LinkUnspec>::new())
-            .name(peer_name.to_owned())
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(plan.peer_name.clone())
             .setns_by_fd(netns.as_raw_fd());
-        let mut host = big_tcp(LinkMessageBuilder::<LinkVeth>::new_with_info_kind(
-            InfoKind::Veth,
-        ))
-        .name(host_name.to_owned())
-        .controller(bridge_index);
-        if let Some(mtu) = mtu {
+        let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(plan.host_name.clone())
+            .controller(bridge_index);
+        if plan.big_tcp {
+            peer = big_tcp(peer);
+            host = big_tcp(host);
+        }
+        if let Some(mtu) = plan.mtu {
             peer = peer.mtu(mtu);
             host = host.mtu(mtu);
         }
-        if let Some(mac) = mac {
+        if let Some(mac) = plan.mac {
             peer = peer.address(mac.to_vec());
         }
         let message = host
@@ -366,7 +366,7 @@ impl Netlink {
         self.runtime
             .block_on(request)
             .map_err(to_io)
-            .map_err(netlink_err("create veth", host_name))
+            .map_err(netlink_err("create veth", &plan.host_name))
     }
 }
 
@@ -385,6 +385,9 @@ pub struct VethPlan {
     pub gateways: Vec<IpAddr>,
     /// MTU of both ends, if not the kernel's default.
     pub mtu: Option<u32>,
+    /// Both ends, and the bridge once it has such a port, take IPv4
+    /// segments up to [`BIG_TCP_MAX_SIZE`] rather than the kernel's 64 KiB.
+    pub big_tcp: bool,
     /// MAC address of the namespace end, if not a random one.
     pub mac: Option<[u8; 6]>,
 }
@@ -408,14 +411,7 @@ pub fn attach_veth(
     plan: &VethPlan,
 ) -> Result<(), NetError> {
     let bridge = netlink.require_link(&plan.bridge)?;
-    netlink.create_veth(
-        &plan.host_name,
-        &plan.peer_name,
-        netns,
-        bridge.index,
-        plan.mtu,
-        plan.mac,
-    )?;
+    netlink.create_veth(plan, netns, bridge.index)?;
     let result = netlink
         .require_link(&plan.host_name)
         .and_then(|link| netlink.set_up(link.index, &plan.host_name))
@@ -430,7 +426,9 @@ pub fn attach_veth(
         }
         return Err(error);
     }
-    netlink.raise_bridge_gso(&bridge, &plan.bridge);
+    if plan.big_tcp {
+        netlink.raise_bridge_gso(&bridge, &plan.bridge);
+    }
     Ok(())
 }
 

@@ -93,6 +93,11 @@ pub struct Network {
     pub dns: bool,
     /// `--opt mtu=`.
     pub mtu: Option<u32>,
+    /// `--opt big_tcp=false` turns off the large IPv4 segments Wharf's links
+    /// take by default ([`crate::link::BIG_TCP_MAX_SIZE`]); absent in
+    /// definitions written before the option existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub big_tcp: Option<bool>,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
     /// `--opt`, as given.
@@ -110,6 +115,12 @@ impl Network {
     /// Whether this is the default network.
     pub fn is_default(&self) -> bool {
         self.name == DEFAULT_NETWORK
+    }
+
+    /// Whether its links take large IPv4 segments (BIG TCP): unless
+    /// `--opt big_tcp=false`.
+    pub fn big_tcp(&self) -> bool {
+        self.big_tcp != Some(false)
     }
 
     /// The subnets, validated again (the file may have been edited).
@@ -140,6 +151,8 @@ pub struct CreateNetwork {
     pub dns: bool,
     /// `--opt mtu=`.
     pub mtu: Option<u32>,
+    /// `--opt big_tcp=`; `None` is the default, on.
+    pub big_tcp: Option<bool>,
     /// `--label`.
     pub labels: BTreeMap<String, String>,
     /// `--opt`.
@@ -355,6 +368,7 @@ impl NetworkStore {
             internal: request.internal,
             dns: request.dns && !default,
             mtu: request.mtu,
+            big_tcp: request.big_tcp,
             labels: request.labels.clone(),
             options: request.options.clone(),
             created_ns: std::time::SystemTime::now()

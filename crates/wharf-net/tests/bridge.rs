@@ -69,6 +69,7 @@ mod tests {
             addresses: vec![subnet.with_prefix(address)],
             gateways: vec![subnet.gateway()],
             mtu: None,
+            big_tcp: true,
             mac: None,
         }
     }
@@ -143,6 +144,25 @@ mod tests {
                     Netlink::open()?.gso_ipv4_max_size("eth0")
                 })?;
                 ensure!(inside == big, "eth0 in ns a: {inside:?}");
+                // Without big_tcp a pair keeps the kernel's 64 KiB.
+                let veth_c = format!("{veth_a}c");
+                let _guard_c = LinkGuard {
+                    netlink: &netlink,
+                    name: veth_c.clone(),
+                };
+                let ns_c = netns::create()?;
+                let ip_c = ipam.allocate(&subnet, "c", None)?;
+                attach_veth(
+                    &netlink,
+                    ns_c.as_fd(),
+                    &VethPlan {
+                        big_tcp: false,
+                        ..plan(&bridge, &veth_c, &subnet, ip_c)
+                    },
+                )?;
+                ensure!(netlink.gso_ipv4_max_size(&veth_c)? == Some(65536));
+                ensure!(netlink.delete_link(&veth_c)?, "veth c was missing");
+                ipam.release_owner("c")?;
             }
 
             let addr = in_netns(&ns_a, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"])?;

@@ -458,6 +458,7 @@ mod tests {
                 addresses: vec![subnet.with_prefix(address.parse()?)],
                 gateways: vec![subnet.gateway()],
                 mtu: None,
+                big_tcp: true,
                 mac: None,
             },
         )?;

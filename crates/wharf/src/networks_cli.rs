@@ -59,7 +59,8 @@ pub(crate) struct CreateArgs {
     /// No name resolution between the containers.
     #[arg(long)]
     disable_dns: bool,
-    /// Driver option `KEY=VALUE` (`mtu=1400`).
+    /// Driver option `KEY=VALUE`: `mtu=1400`; `big_tcp=false` keeps the
+    /// kernel's 64 KiB limit on IPv4 segments over the network's links.
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
     opts: Vec<String>,
     /// Label `KEY=VALUE`.
@@ -265,6 +266,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateNetwork> {
     }
     let options = key_values("--opt", &a.opts)?;
     let mut mtu = None;
+    let mut big_tcp = None;
     for (k, v) in &options {
         match k.as_str() {
             "mtu" | "com.docker.network.driver.mtu" => {
@@ -275,7 +277,14 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateNetwork> {
                     .ok_or_else(|| anyhow!("invalid --opt {k}={v}: the MTU must be 68-65535"))?;
                 mtu = Some(m);
             }
-            other => bail!("invalid --opt {other:?}: the bridge driver knows mtu"),
+            "big_tcp" => {
+                big_tcp = Some(match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("invalid --opt {k}={v}: expected true or false"),
+                });
+            }
+            other => bail!("invalid --opt {other:?}: the bridge driver knows mtu and big_tcp"),
         }
     }
     Ok(CreateNetwork {
@@ -285,6 +294,7 @@ fn create_request(a: &CreateArgs) -> anyhow::Result<CreateNetwork> {
         internal: a.internal,
         dns: !a.disable_dns,
         mtu,
+        big_tcp,
         labels: key_values("--label", &a.label)?,
         options,
     })

@@ -134,6 +134,21 @@ pub(crate) fn bridge_ports(bridge: &str) -> Vec<String> {
     }
 }
 
+/// The IPv4 GSO limit of each port of `bridge` and of the bridge itself
+/// (`None` each where the kernel, before 6.3, does not report one).
+pub(crate) fn gso_limits(bridge: &str) -> Vec<(String, Option<u32>)> {
+    let netlink = wharf_net::Netlink::open().unwrap();
+    let mut links = bridge_ports(bridge);
+    links.push(bridge.to_owned());
+    links
+        .into_iter()
+        .map(|l| {
+            let size = netlink.gso_ipv4_max_size(&l).unwrap();
+            (l, size)
+        })
+        .collect()
+}
+
 /// The allocations left in a network's address pool.
 pub(crate) fn allocations(network_id: &str) -> Vec<serde_json::Value> {
     let path = format!("/run/wharf/networks/{network_id}/ipam.json");
@@ -219,6 +234,13 @@ fn containers_talk_by_ip_name_and_alias_and_reach_the_host() {
         ip.starts_with(&gateway[..gateway.rfind('.').unwrap()]),
         "{ip} vs {gateway}"
     );
+    // The container's link and the bridge take large IPv4 segments.
+    for (link, size) in gso_limits(&bridge) {
+        assert!(
+            size.is_none() || size == Some(wharf_net::BIG_TCP_MAX_SIZE),
+            "{link}: {size:?}"
+        );
+    }
     // The host reaches the container directly on the bridge.
     assert_eq!(wait_http(&engine, &ip, 80), "hello-web");
     for target in [ip.as_str(), "web", "www", "web.dns.wharf", &web[..12]] {
@@ -830,6 +852,8 @@ fn create_options_static_addresses_and_shared_namespaces() {
             "10.251.7.128/25",
             "--opt",
             "mtu=1400",
+            "--opt",
+            "big_tcp=false",
             "--label",
             "team=net",
         ],
@@ -927,6 +951,19 @@ fn create_options_static_addresses_and_shared_namespaces() {
         "true",
     ]);
     assert!(err.contains("10.1.1.1"), "{err}");
+    // big_tcp=false: the holder's link and the bridge keep 64 KiB.
+    let bridge = n["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let limits = gso_limits(&bridge);
+    assert_eq!(limits.len(), 2, "{limits:?}");
+    for (link, size) in limits {
+        assert!(size.is_none() || size == Some(65536), "{link}: {size:?}");
+    }
+    let (code, err) = engine.fails(&["network", "create", "--opt", "big_tcp=maybe", "bad"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("big_tcp=maybe"), "{err}");
 
     // --network container: shares the holder's namespace: same address,
     // its localhost.
