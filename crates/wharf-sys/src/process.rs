@@ -495,7 +495,9 @@ pub struct ResidentTrim {
 
 impl ResidentTrim {
     /// Finds the executable's private, read-only file mappings with no
-    /// anonymous (copied-on-write) pages, and the main thread's stack.
+    /// anonymous (copied-on-write) pages, and the main thread's stack. A
+    /// process that maps no new code can keep the plan for every later
+    /// trim.
     ///
     /// # Errors
     ///

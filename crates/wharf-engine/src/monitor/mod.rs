@@ -114,6 +114,9 @@ struct Monitor {
     dir: PathBuf,
     config: ContainerConfig,
     _lock: fs_err::File,
+    /// What `trim_and_poll` drops, planned at the first trim: the binary's
+    /// mappings do not change after that.
+    resident: Option<wharf_sys::process::ResidentTrim>,
 }
 
 /// A started container instance.
@@ -211,6 +214,7 @@ impl Monitor {
             dir,
             config,
             _lock: lock,
+            resident: None,
         })
     }
 
@@ -234,15 +238,20 @@ impl Monitor {
         timeout: Option<&rustix::event::Timespec>,
     ) -> rustix::io::Result<usize> {
         drop(self.engine.take());
-        match wharf_sys::process::ResidentTrim::plan() {
-            Ok(trim) => {
-                tracing::debug!(container = %self.id, bytes = trim.exe_bytes(), "trim the resident set");
-                trim.trim_and_poll(fds, timeout)
+        if self.resident.is_none() {
+            match wharf_sys::process::ResidentTrim::plan() {
+                Ok(trim) => {
+                    tracing::debug!(container = %self.id, bytes = trim.exe_bytes(), "plan the resident-set trim");
+                    self.resident = Some(trim);
+                }
+                Err(e) => {
+                    tracing::debug!(container = %self.id, error = %e, "plan the resident-set trim");
+                }
             }
-            Err(e) => {
-                tracing::debug!(container = %self.id, error = %e, "trim the resident set");
-                rustix::event::poll(fds, timeout)
-            }
+        }
+        match &self.resident {
+            Some(trim) => trim.trim_and_poll(fds, timeout),
+            None => rustix::event::poll(fds, timeout),
         }
     }
 
