@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
-use wharf_sys::process::{exit_now, fork_with, Forked};
+use wharf_sys::process::{exit_now, Forked};
 use wharf_sys::Root;
 
 use crate::cgroup::{self, fork_entering, ContainerCgroup};
@@ -332,13 +332,7 @@ fn join(pidfd: &OwnedFd, flags: u64, sync: &SyncSocket) -> Result<(), StepError>
             .step(|| "join the container's user and pid namespaces".into())?;
     }
     if flags & libc::CLONE_NEWPID as u64 != 0 {
-        match fork_with(libc::CLONE_PARENT as u64).step(|| "fork into the pid namespace".into())? {
-            Forked::Child => {}
-            Forked::Parent(pid) => {
-                let _ = sync.send(&Message::Pid(pid.as_raw_nonzero().get()));
-                exit_now(0)
-            }
-        }
+        crate::init::fork_reporting_pid(sync, "fork into the pid namespace")?;
     }
     let rest = flags & !first;
     if rest != 0 {

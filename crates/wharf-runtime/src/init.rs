@@ -311,11 +311,37 @@ fn join_and_unshare(args: &InitArgs<'_>) -> Result<Vec<OwnedFd>, StepError> {
                 .step(|| "open timens_offsets".into())?;
         std::io::Write::write_all(&mut f, text.as_bytes()).step(|| "write time offsets".into())?;
     }
-    // The intermediate only sends one message and exits.
-    match fork_with(libc::CLONE_PARENT as u64).step(|| "fork the init".into())? {
-        Forked::Child => Ok(idmapped),
+    // The intermediate only reports the init's pid and exits.
+    fork_reporting_pid(&args.sync, "fork the init")?;
+    Ok(idmapped)
+}
+
+/// Forks (`CLONE_PARENT`, so the runtime is the child's parent) the process
+/// that carries on; this one reports the child's pid over `sync` and exits.
+/// Returns in the child once that report is sent: both write to the same
+/// socket, and the runtime reads the pid first, so the child must not send
+/// before it (a fast init's `MountsDone` otherwise could).
+pub(crate) fn fork_reporting_pid(sync: &SyncSocket, what: &'static str) -> Result<(), StepError> {
+    let (wait, sent) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .step(|| format!("{what}: pipe"))?;
+    match fork_with(libc::CLONE_PARENT as u64).step(|| what.into())? {
+        Forked::Child => {
+            drop(sent);
+            // One byte once the pid is sent, or end of file if the parent
+            // died first (the runtime then fails on the missing pid).
+            let mut byte = [0u8; 1];
+            loop {
+                match rustix::io::read(&wait, &mut byte) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Ok(_) => return Ok(()),
+                    Err(e) => return Err(e).step(|| format!("{what}: wait for the pid report")),
+                }
+            }
+        }
         Forked::Parent(pid) => {
-            let _ = args.sync.send(&Message::Pid(pid.as_raw_nonzero().get()));
+            drop(wait);
+            let _ = sync.send(&Message::Pid(pid.as_raw_nonzero().get()));
+            let _ = rustix::io::write(&sent, &[1]);
             exit_now(0)
         }
     }
