@@ -279,6 +279,7 @@ pub struct EventsArgs {
 
 /// `container …`.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCommand {
     /// Create and run a new container from an image.
     Run(RunArgs),
@@ -368,6 +369,14 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 
 /// Makes sure the image is in the store per `--pull`.
 fn ensure_image(engine: &Engine, flags: &CreateFlags) -> anyhow::Result<()> {
+    // The image takes hyphens (`run busybox ls -l` stops option parsing at
+    // the image), so an unknown option lands here; Docker refuses it.
+    if flags.image().starts_with('-') {
+        bail!(
+            "unknown flag: {} (options go before the image)",
+            flags.image()
+        );
+    }
     let policy = flags.pull_policy()?;
     let present = engine.has_image(flags.image())?;
     match (policy, present) {

@@ -244,6 +244,7 @@ pub struct LoadArgs {
 
 /// `system …`.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum SystemCommand {
     /// Disk usage of images.
     Df {
@@ -265,6 +266,7 @@ pub enum SystemCommand {
 
 /// `image …`.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// List images.
     #[command(alias = "list")]

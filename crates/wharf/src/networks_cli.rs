@@ -11,6 +11,7 @@ use crate::output::Table;
 
 /// `network …`.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub(crate) enum NetworkCommand {
     /// Create a network.
     Create(CreateArgs),

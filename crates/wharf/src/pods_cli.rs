@@ -16,6 +16,7 @@ use crate::output::{human_duration, Table};
 
 /// `pod …`.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub(crate) enum PodCommand {
     /// Create a pod (and its infra container); prints its id.
     Create(CreateArgs),

@@ -50,6 +50,7 @@ pub struct RuntimeCli {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Verb {
     /// Create a container.
     Create(CreateArgs),

@@ -16,6 +16,7 @@ use crate::output::{human_size, Table};
 
 /// `volume …`.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub(crate) enum VolumeCommand {
     /// Create a volume.
     Create(CreateArgs),

@@ -144,6 +144,12 @@ fn run_in_the_foreground_streams_output_and_exit_codes() {
     let (code, err) = w.fails(&["run", "--rm", "--restart", "sometimes", "busybox", "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("sometimes"), "{err}");
+    // An unknown option is refused, not taken for the image (which may
+    // start a command whose own options follow it).
+    let (code, err) = w.fails(&["run", "--rm", "--no-such-flag", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown flag: --no-such-flag"), "{err}");
+    assert!(!err.contains("Unable to find image"), "{err}");
     // --rm left nothing.
     assert_eq!(w.ok(&["ps", "-aq"]), "");
     assert_eq!(w.mounts(), Vec::<String>::new());
