@@ -530,8 +530,12 @@ fn monitor_pid(w: &Engine, container: &str) -> i32 {
         .unwrap()
 }
 
-/// Resident and total kB of `pid`'s executable code mappings (smaps).
+/// Resident and total kB of the executable mappings of `pid`'s own binary
+/// (smaps; shared libraries of a dynamically linked test build left out:
+/// the monitor trims only its own code).
 fn code_kb(pid: i32) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let exe = fs_err::metadata(format!("/proc/{pid}/exe")).unwrap().ino();
     let smaps = fs_err::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
     let (mut rss, mut size, mut code) = (0, 0, false);
     for line in smaps.lines() {
@@ -539,7 +543,8 @@ fn code_kb(pid: i32) -> (u64, u64) {
         let first = fields.next().unwrap_or_default();
         if first.contains('-') && !first.ends_with(':') {
             let perms = fields.next().unwrap_or_default();
-            code = perms.contains('x') && !line.ends_with("[vdso]");
+            let inode = fields.nth(2).and_then(|i| i.parse::<u64>().ok());
+            code = perms.contains('x') && inode == Some(exe);
             continue;
         }
         let value = fields.next().and_then(|v| v.parse::<u64>().ok());
