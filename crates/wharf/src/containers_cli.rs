@@ -442,14 +442,17 @@ pub fn create(engine: &Engine, a: CreateArgs) -> anyhow::Result<i32> {
 /// Runs `run`.
 pub fn run(engine: &Engine, a: RunArgs) -> anyhow::Result<i32> {
     let detach_keys = parse_detach_keys(&a.detach_keys)?;
-    let container = create_container(engine, &a.flags, true)?;
-    let id = container.record.id.to_string();
     let attach = (!a.detach).then_some(Streams {
         stdin: a.flags.interactive,
         stdout: true,
         stderr: true,
     });
-    let started = engine.start_container(&id, &StartOptions { attach });
+    // The monitor starts up while the container is created (a failed
+    // create lets it go and waits for it).
+    let early = engine.early_monitor(attach)?;
+    let container = create_container(engine, &a.flags, true)?;
+    let id = container.record.id.to_string();
+    let started = engine.start_container_with(&id, &StartOptions { attach }, Some(early));
     let (_, stream) = match started {
         Ok(s) => s,
         Err(e) => {

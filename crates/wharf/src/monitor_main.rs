@@ -1,6 +1,7 @@
 //! `wharf __monitor ROOT DRIVER ID`: the entry of the per-container
 //! monitor (`wharf_engine::monitor`), spawned by `start` with the ready pipe
-//! on fd 3 and, when attaching, a socket on fd 4. The same code is the
+//! on fd 3 and, when attaching, a socket on fd 4; by `run` with `-` for ID
+//! before the container exists, reading its id from fd 5. The same code is the
 //! lean `wharf-monitor` executable (`src/bin/wharf-monitor.rs`), which the
 //! engine prefers when it is installed beside `wharf`: it runs for every
 //! running container, so it links only what the monitor uses.
@@ -49,6 +50,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return 2;
     };
     let attach = wharf_sys::fd::take_inherited(4);
+    if id == wharf_engine::containers::EARLY_MONITOR_ID {
+        // Spawned by `run` before the container exists: the id comes on fd 5.
+        let Some(go) = wharf_sys::fd::take_inherited(5) else {
+            eprintln!("wharf monitor: no start pipe on fd 5");
+            return 2;
+        };
+        return wharf_engine::monitor::run_early(
+            Path::new(root),
+            &driver.to_string_lossy(),
+            go,
+            ready,
+            attach,
+        );
+    }
     wharf_engine::monitor::run(
         Path::new(root),
         &driver.to_string_lossy(),

@@ -35,6 +35,55 @@ pub struct AttachStream {
 /// What the monitor writes on its ready pipe.
 pub(crate) const READY_OK: &str = "ok";
 
+/// The monitor's argument in place of a container id when it is spawned
+/// before the container exists and reads the id from fd 5.
+pub const EARLY_MONITOR_ID: &str = "-";
+
+/// A monitor spawned before its container exists ([`Engine::early_monitor`],
+/// for `run`): it starts up (its exec, its databases) while the caller
+/// creates the container, then waits on a pipe for the container's id,
+/// which [`Engine::start_container_with`] sends. Dropped unused, it reads
+/// end of file, exits without touching anything, and is waited for.
+#[derive(Debug)]
+pub struct EarlyMonitor {
+    pid: u32,
+    go: Option<OwnedFd>,
+    ready: Option<OwnedFd>,
+    attach: Option<(OwnedFd, Streams)>,
+}
+
+impl EarlyMonitor {
+    /// Sends the container's id; the monitor's pid, its ready pipe and our
+    /// end of the attach socket.
+    fn hand_over(mut self, container: &Container) -> (u32, Option<OwnedFd>, Option<OwnedFd>) {
+        if let Some(go) = self.go.take() {
+            let mut line = container.record.id.as_str().as_bytes().to_vec();
+            line.push(b'\n');
+            // A monitor that already failed (it reports why on the ready
+            // pipe) has closed its end: the report is what counts.
+            let _ = rustix::io::write(&go, &line);
+        }
+        (
+            self.pid,
+            self.ready.take(),
+            self.attach.take().map(|(ours, _)| ours),
+        )
+    }
+}
+
+impl Drop for EarlyMonitor {
+    fn drop(&mut self) {
+        // Not handed over: end of file tells the monitor to exit; wait for
+        // it, so that a failed `run` leaves no process behind.
+        if self.go.take().is_some() {
+            if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(self.pid).unwrap_or(0))
+            {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
+    }
+}
+
 /// Polls while waiting on the database.
 const POLL: Duration = Duration::from_millis(10);
 
@@ -54,6 +103,22 @@ impl Engine {
         &self,
         reference: &str,
         options: &StartOptions,
+    ) -> Result<(Container, Option<AttachStream>), EngineError> {
+        self.start_container_with(reference, options, None)
+    }
+
+    /// [`Engine::start_container`] with a monitor already spawned by
+    /// [`Engine::early_monitor`] (for the same streams; one for others is
+    /// let go and a new one spawned).
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::start_container`].
+    pub fn start_container_with(
+        &self,
+        reference: &str,
+        options: &StartOptions,
+        early: Option<EarlyMonitor>,
     ) -> Result<(Container, Option<AttachStream>), EngineError> {
         let store = self.containers()?;
         let record = store.get(reference)?;
@@ -85,39 +150,36 @@ impl Engine {
         }
         store.set_stop_requested(&record.id, false)?;
         let container = self.container_from(record)?;
-        let (ready_read, ready_write) =
-            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(|e| io_err("create a pipe for", &container.dir)(e.into()))?;
-        let attach = match options.attach {
-            Some(_) => Some(
-                rustix::net::socketpair(
-                    rustix::net::AddressFamily::UNIX,
-                    rustix::net::SocketType::STREAM,
-                    rustix::net::SocketFlags::CLOEXEC,
-                    None,
-                )
-                .map_err(|e| io_err("create a socket pair for", &container.dir)(e.into()))?,
-            ),
-            None => None,
+        let early = early.filter(|e| e.attach.as_ref().map(|(_, s)| *s) == options.attach);
+        let (monitor, ready_read, ours) = match early {
+            Some(early) => early.hand_over(&container),
+            None => {
+                let (ready_read, ready_write) = pipe(&container.dir)?;
+                let attach = match options.attach {
+                    Some(streams) => Some(attach_pair(streams, &container.dir)?),
+                    None => None,
+                };
+                let log_path = container.dir.join("monitor.log");
+                let log = fs_err::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .map_err(io_err("open", &log_path))?;
+                let mut fds = vec![(ready_write.as_fd(), 3)];
+                if let Some((_, theirs)) = &attach {
+                    fds.push((theirs.as_fd(), 4));
+                }
+                let monitor = self
+                    .spawn_monitor(container.record.id.as_str(), log.as_fd(), &fds)
+                    .map_err(io_err("spawn the monitor of", &container.dir))?;
+                (monitor, Some(ready_read), attach.map(|(ours, _)| ours))
+            }
         };
-        if let (Some((ours, _)), Some(streams)) = (&attach, options.attach) {
-            let mut socket = UnixStream::from(
-                ours.try_clone()
-                    .map_err(io_err("attach to", &container.dir))?,
-            );
-            Frame::Hello(streams)
-                .write_to(&mut socket)
-                .map_err(io_err("attach to", &container.dir))?;
-        }
-        let monitor = self.spawn_monitor(
-            &container,
-            ready_write,
-            attach.as_ref().map(|(_, theirs)| theirs),
-        )?;
-        let ours = attach.map(|(ours, theirs)| {
-            drop(theirs);
-            ours
-        });
+        let ready_read = ready_read.ok_or_else(|| {
+            io_err("read the monitor's report for", &container.dir)(std::io::Error::from(
+                std::io::ErrorKind::BrokenPipe,
+            ))
+        })?;
         let report = read_report(ready_read, monitor, &container.dir)?;
         if report != READY_OK {
             return Err(start_error(&container, &report));
@@ -136,36 +198,61 @@ impl Engine {
         Ok((self.container_from(record)?, stream))
     }
 
+    /// Spawns a monitor for `run` before its container exists (see
+    /// [`EarlyMonitor`]), attached from the start to `attach`.
+    ///
+    /// # Errors
+    ///
+    /// A pipe, socket or the spawn failed.
+    pub fn early_monitor(&self, attach: Option<Streams>) -> Result<EarlyMonitor, EngineError> {
+        let here = self.root.as_path();
+        let (ready_read, ready_write) = pipe(here)?;
+        let (go_read, go_write) = pipe(here)?;
+        let attach = match attach {
+            Some(streams) => Some((attach_pair(streams, here)?, streams)),
+            None => None,
+        };
+        // Until it knows its container (and so its monitor.log), whatever
+        // the monitor has to say goes on the ready pipe.
+        let null =
+            fs_err::File::open("/dev/null").map_err(io_err("open", Path::new("/dev/null")))?;
+        let mut fds = vec![(ready_write.as_fd(), 3), (go_read.as_fd(), 5)];
+        if let Some(((_, theirs), _)) = &attach {
+            fds.push((theirs.as_fd(), 4));
+        }
+        let pid = self
+            .spawn_monitor(EARLY_MONITOR_ID, null.as_fd(), &fds)
+            .map_err(io_err("spawn the monitor in", here))?;
+        Ok(EarlyMonitor {
+            pid,
+            go: Some(go_write),
+            ready: Some(ready_read),
+            attach: attach.map(|((ours, _), streams)| (ours, streams)),
+        })
+    }
+
+    /// Spawns `__monitor ROOT DRIVER ID` in its own session with `stderr`
+    /// and `fds` (each moved to its number) and nothing else.
     fn spawn_monitor(
         &self,
-        container: &Container,
-        ready: OwnedFd,
-        attach: Option<&OwnedFd>,
-    ) -> Result<u32, EngineError> {
-        let log_path = container.dir.join("monitor.log");
-        let log = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err("open", &log_path))?;
+        id: &str,
+        stderr: std::os::fd::BorrowedFd<'_>,
+        fds: &[(std::os::fd::BorrowedFd<'_>, i32)],
+    ) -> std::io::Result<u32> {
         let args: Vec<OsString> = vec![
             "__monitor".into(),
             self.root.clone().into_os_string(),
             self.storage_driver().into(),
-            container.record.id.as_str().into(),
+            id.into(),
         ];
         let env: Vec<(OsString, OsString)> = vec![(
             "PATH".into(),
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         )];
-        let mut fds = vec![(ready.as_fd(), 3)];
-        if let Some(a) = attach {
-            fds.push((a.as_fd(), 4));
-        }
         // The monitor forks containers, so it must run sealed
         // (CVE-2019-5736): spawned from a sealed image of this binary it
         // starts sealed instead of re-executing itself to get there. Moved
-        // above the fixed numbers so placing fds 3 and 4 cannot close it
+        // above the fixed numbers so placing fds 3 to 5 cannot close it
         // before the exec resolves its path.
         // The lean `wharf-monitor` beside this binary when installed,
         // else this binary's own `__monitor` entry.
@@ -177,12 +264,10 @@ impl Engine {
             Some(monitor) => wharf_sys::exe::sealed_image_of(monitor),
             None => wharf_sys::exe::sealed_image(),
         }
-        .and_then(|fd| Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 100)?))
-        .map_err(io_err("seal the binary for the monitor of", &container.dir))?;
+        .and_then(|fd| Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 100)?))?;
         use std::os::fd::AsRawFd as _;
         let exe = std::path::PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
-        let pid = wharf_sys::process::spawn_session(&exe, &args, &env, log.as_fd(), &fds)
-            .map_err(io_err("spawn the monitor of", &container.dir))?;
+        let pid = wharf_sys::process::spawn_session(&exe, &args, &env, stderr, fds)?;
         drop(sealed);
         Ok(pid)
     }
@@ -466,6 +551,29 @@ impl Engine {
 /// trusted to come when the monitor dies: a container init forked by it and
 /// still waiting for `start` holds a copy of the write end. So the wait also
 /// watches the monitor itself (our child) and stops when it has exited.
+/// A close-on-exec pipe (read end, write end).
+fn pipe(dir: &Path) -> Result<(OwnedFd, OwnedFd), EngineError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| io_err("create a pipe for", dir)(e.into()))
+}
+
+/// A socket pair for a client attached from the start: ours, with
+/// [`Frame::Hello`] for `streams` already written, and the monitor's.
+fn attach_pair(streams: Streams, dir: &Path) -> Result<(OwnedFd, OwnedFd), EngineError> {
+    let (ours, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_err("create a socket pair for", dir)(e.into()))?;
+    let mut socket = UnixStream::from(ours.try_clone().map_err(io_err("attach to", dir))?);
+    Frame::Hello(streams)
+        .write_to(&mut socket)
+        .map_err(io_err("attach to", dir))?;
+    Ok((ours, theirs))
+}
+
 fn read_report(pipe: OwnedFd, monitor: u32, dir: &Path) -> Result<String, EngineError> {
     use rustix::event::{poll, PollFd, PollFlags};
     let read_err = io_err("read the monitor's report for", dir);

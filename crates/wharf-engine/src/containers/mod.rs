@@ -37,7 +37,7 @@ pub use fs::{
     Change, ChangeKind, CommitRequest, ContainerFs, CopySource, Ownership, PathStat, Tree,
 };
 pub(crate) use lifecycle::{attach_socket_path, READY_OK};
-pub use lifecycle::{AttachStream, StartOptions};
+pub use lifecycle::{AttachStream, EarlyMonitor, StartOptions, EARLY_MONITOR_ID};
 pub use prune::ContainerPruneReport;
 pub use stats::{cpu_percent, StatsSample};
 

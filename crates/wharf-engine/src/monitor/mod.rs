@@ -72,7 +72,9 @@ pub fn run(
     attach: Option<OwnedFd>,
 ) -> i32 {
     let mut ready = Some(ready);
-    let mut monitor = match Monitor::open(root, storage_driver, id) {
+    let opened = Monitor::open_engine(root, storage_driver)
+        .and_then(|(engine, options)| Monitor::open(engine, options, id));
+    let monitor = match opened {
         Ok(m) => m,
         Err(e) => {
             report(&mut ready, Err((125, render(&e))));
@@ -80,11 +82,78 @@ pub fn run(
             return 1;
         }
     };
+    serve(monitor, ready, attach)
+}
+
+/// Runs a monitor spawned before its container existed
+/// ([`crate::containers::EarlyMonitor`]): opens the engine, then reads the
+/// container's id from `go` (end of file: the container was never made,
+/// exit quietly), sends its own stderr to the container's `monitor.log`
+/// and carries on as [`run`].
+pub fn run_early(
+    root: &Path,
+    storage_driver: &str,
+    go: OwnedFd,
+    ready: OwnedFd,
+    attach: Option<OwnedFd>,
+) -> i32 {
+    let mut ready = Some(ready);
+    let opened = Monitor::open_engine(root, storage_driver).and_then(|opened| {
+        let Some(id) = read_id(go)? else {
+            return Ok(None);
+        };
+        let monitor = Monitor::open(opened.0, opened.1, &id)?;
+        let log_path = monitor.dir.join("monitor.log");
+        let log = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| EngineError::Io {
+                operation: "open",
+                path: log_path.clone(),
+                source,
+            })?;
+        rustix::stdio::dup2_stderr(&log).map_err(|e| EngineError::Io {
+            operation: "send stderr to",
+            path: log_path,
+            source: e.into(),
+        })?;
+        Ok(Some(monitor))
+    });
+    let monitor = match opened {
+        Ok(Some(m)) => m,
+        Ok(None) => return 0,
+        Err(e) => {
+            report(&mut ready, Err((125, render(&e))));
+            tracing::error!(error = %render(&e), "monitor setup failed");
+            return 1;
+        }
+    };
+    serve(monitor, ready, attach)
+}
+
+/// The container id sent on an early monitor's `go` pipe, `None` at end of
+/// file.
+fn read_id(go: OwnedFd) -> Result<Option<String>, EngineError> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(go), &mut text).map_err(|source| {
+        EngineError::Io {
+            operation: "read the container id from",
+            path: std::path::PathBuf::from("the start pipe"),
+            source,
+        }
+    })?;
+    let id = text.trim_end_matches('\n');
+    Ok((!id.is_empty()).then(|| id.to_owned()))
+}
+
+fn serve(mut monitor: Monitor, mut ready: Option<OwnedFd>, attach: Option<OwnedFd>) -> i32 {
+    let id = monitor.id.to_string();
     match monitor.main(&mut ready, attach) {
         Ok(()) => 0,
         Err(e) => {
             report(&mut ready, Err((125, render(&e))));
-            tracing::error!(container = id, error = %render(&e), "monitor failed");
+            tracing::error!(container = %id, error = %render(&e), "monitor failed");
             1
         }
     }
@@ -172,12 +241,20 @@ impl Client {
 }
 
 impl Monitor {
-    fn open(root: &Path, storage_driver: &str, id: &str) -> Result<Monitor, EngineError> {
+    /// The engine, opened before the container is known (an early monitor
+    /// does this while its container is being created).
+    fn open_engine(
+        root: &Path,
+        storage_driver: &str,
+    ) -> Result<(Engine, EngineOptions), EngineError> {
         let options = EngineOptions {
             root: root.to_path_buf(),
             storage_driver: Some(storage_driver.to_owned()),
         };
-        let engine = Engine::open(&options)?;
+        Ok((Engine::open(&options)?, options))
+    }
+
+    fn open(engine: Engine, options: EngineOptions, id: &str) -> Result<Monitor, EngineError> {
         let id = ContainerId::parse(id)?;
         let store = engine.containers()?;
         let record = store.get_by_id(&id)?;
