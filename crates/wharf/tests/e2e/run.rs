@@ -215,6 +215,9 @@ fn a_failed_run_leaves_nothing_behind() {
         let (_, err) = w.fails(&args);
         assert!(!err.is_empty());
         assert_eq!(w.ok(&["ps", "-aq"]), "", "after {args:?}");
+        // Nor a monitor: `run` spawns one before it creates the container
+        // and, failing, waits for it to go.
+        assert_eq!(monitors_of(&w), Vec::<i32>::new(), "after {args:?}");
     }
     let (_, err) = w.fails(&["run", "-u", "nosuchuser", "busybox", "true"]);
     assert!(err.contains("nosuchuser"), "{err}");
@@ -518,6 +521,25 @@ fn a_killed_monitor_is_reported_and_rm_cleans_up() {
     assert_eq!(w.ok(&["ps", "-aq"]), "");
 }
 
+/// The monitor processes (`__monitor` entries) of `w`'s root.
+fn monitors_of(w: &Engine) -> Vec<i32> {
+    let root = w.root.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in fs_err::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs_err::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.get(1) == Some(&&b"__monitor"[..]) && args.get(2) == Some(&root.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// The monitor of `container` (its init's parent).
 fn monitor_pid(w: &Engine, container: &str) -> i32 {
     let pid: i32 = w.inspect(container, "{{.State.Pid}}").parse().unwrap();
@@ -574,6 +596,7 @@ fn an_idle_monitor_gives_back_its_memory_and_again_after_work() {
         "sleep 4; seq 1 20000; sleep 1000",
     ]);
     let monitor = monitor_pid(&w, "idle");
+    assert_eq!(monitors_of(&w), vec![monitor]);
     // A second into the run the monitor drops the code its setup ran: a
     // few folios stay resident, of a binary many megabytes large.
     let small = |(rss, size): (u64, u64)| rss * 8 < size;
