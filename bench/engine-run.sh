@@ -203,15 +203,34 @@ hf() {
     fi
 }
 
+# settle SECONDS: flushes what setup and earlier sections wrote and waits,
+# so that no engine's first block pays for them. On an ext4 without a
+# journal (this VM's root) every new inode's allocation skips the inodes
+# freed in the last 60 s, 360 s while their inode-table block is still dirty
+# (fs/ext4/ialloc.c, recently_deleted): right after setup's image imports
+# (thousands of files made and deleted) each inode an engine creates costs
+# a long scan, and whichever engine ran first paid for it (the first wharf
+# block measured 38-42 ms against 22-30 ms for the next two).
+settle() {
+    sync
+    sleep "$1"
+}
+
 # blocks PREFIX N KEY...: N timed runs of each KEY's command in 3 blocks that
 # alternate between the keys, 3 warm-up runs before each block (made by hand
 # for the per-id commands); merges each key's blocks into RES/PREFIX-KEY.json.
+# Each round starts with the next key (round 2: key 2, 3, …, 1), so that no
+# engine always runs right after the same one or first after `settle`.
 blocks() {
     local prefix=$1 n=$2 rounds=3 round count key i
     shift 2
+    local keys=("$@")
+    # The run section creates and deletes the most inodes: a full minute.
+    if [[ $prefix == run ]]; then settle 60; else settle 1; fi
     for ((round = 1; round <= rounds; round++)); do
         count=$(((n * round) / rounds - (n * (round - 1)) / rounds))
-        for key in "$@"; do
+        local order=("${keys[@]:round-1}" "${keys[@]:0:round-1}")
+        for key in "${order[@]}"; do
             if [[ -n ${PARAM[$key]:-} ]]; then
                 hf "$key" "$prefix.w$round" "$WARMUP_RUNS" 0
                 rm -f "$RES/$key.$prefix.w$round.json"
@@ -692,7 +711,7 @@ main() {
             "docker ${docker_version} (dockerd, containerd $(first_line containerd --version | awk '{ print $3 }'))."
         echo "Image: the busybox-static rootfs of lib.sh's bundle (bin/busybox, applet symlinks, etc/passwd, etc/group), one tar imported into each engine;" \
             "runtime-only rows run the same rootfs as an OCI bundle (\`runc spec\`, read-only root, no cgroups)."
-        echo "Cgroups: $(<"$RES/cgroup-note"). hyperfine -N, $WARMUP_RUNS warm-ups, N=$N runs in 3 blocks alternating between engines; medians in ms."
+        echo "Cgroups: $(<"$RES/cgroup-note"). hyperfine -N, $WARMUP_RUNS warm-ups, N=$N runs in 3 blocks alternating between engines (each round starting with the next engine; \`sync\` and 60 s of quiet before the run section, 1 s before the others); medians in ms."
         echo "Raw data: \`$RES\`."
         [[ -z $DOCKER_WHY ]] || echo "docker: not measured: $DOCKER_WHY."
         echo
