@@ -320,7 +320,9 @@ impl Root {
                 };
             }
         }
-        let flags = OpenFlags::O_CLOEXEC | OpenFlags::O_RDONLY | OpenFlags::O_NOFOLLOW;
+        // O_EXCL here too: an existing fifo is never opened (and waited on).
+        let flags =
+            OpenFlags::O_CLOEXEC | OpenFlags::O_RDONLY | OpenFlags::O_NOFOLLOW | OpenFlags::O_EXCL;
         match self
             .inner
             .create_file(path, flags, &Permissions::from_mode(mode))
@@ -402,58 +404,117 @@ impl AsFd for Root {
 mod tests {
     use super::*;
 
+    /// Runs `check` through `openat2`, then through libpathrs' fallback (as
+    /// on a kernel without `openat2`). Forcing the fallback is a process-
+    /// wide switch: concurrent tests of this module then take the fallback
+    /// too, which must behave the same.
+    fn both_resolvers(check: fn()) {
+        check();
+        assert_eq!(
+            OPENAT2.load(Ordering::Relaxed),
+            OPENAT2_YES,
+            "openat2 was used"
+        );
+        OPENAT2.store(OPENAT2_NO, Ordering::Relaxed);
+        check();
+        OPENAT2.store(OPENAT2_UNKNOWN, Ordering::Relaxed);
+    }
+
     #[test]
     fn symlink_to_host_resolves_inside_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        root.mkdir_all(Path::new("etc"), 0o755).unwrap();
-        root.symlink(Path::new("escape"), Path::new("/")).unwrap();
-        root.symlink(Path::new("up"), Path::new("../../../../.."))
-            .unwrap();
-        // Creating through the symlinks must land inside the root.
-        root.mkdir_all(Path::new("escape/created-a"), 0o755)
-            .unwrap();
-        root.mkdir_all(Path::new("up/created-b"), 0o755).unwrap();
-        assert!(dir.path().join("created-a").is_dir());
-        assert!(dir.path().join("created-b").is_dir());
-        assert!(!Path::new("/created-a").exists());
-        let fd = root
-            .ensure_file(Path::new("escape/etc/file"), 0o644)
-            .unwrap();
-        let st = rustix::fs::fstat(&fd).unwrap();
-        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
-        assert!(dir.path().join("etc/file").is_file());
+        both_resolvers(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = Root::open(dir.path()).unwrap();
+            root.mkdir_all(Path::new("etc"), 0o755).unwrap();
+            root.symlink(Path::new("escape"), Path::new("/")).unwrap();
+            root.symlink(Path::new("up"), Path::new("../../../../.."))
+                .unwrap();
+            // Creating through the symlinks must land inside the root.
+            root.mkdir_all(Path::new("escape/created-a"), 0o755)
+                .unwrap();
+            root.mkdir_all(Path::new("up/created-b"), 0o755).unwrap();
+            assert!(dir.path().join("created-a").is_dir());
+            assert!(dir.path().join("created-b").is_dir());
+            assert!(!Path::new("/created-a").exists());
+            let fd = root
+                .ensure_file(Path::new("escape/etc/file"), 0o644)
+                .unwrap();
+            let st = rustix::fs::fstat(&fd).unwrap();
+            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+            assert!(dir.path().join("etc/file").is_file());
+            // Resolving follows symlinks inside the root; without following,
+            // the link itself.
+            let fd = root.resolve(Path::new("escape/etc/file")).unwrap();
+            let st = rustix::fs::fstat(&fd).unwrap();
+            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+            let fd = root.resolve_nofollow(Path::new("escape")).unwrap();
+            let st = rustix::fs::fstat(&fd).unwrap();
+            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        });
     }
 
     #[test]
     fn mkdir_all_follows_dangling_symlinks_inside_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        root.mkdir_all(Path::new("var"), 0o755).unwrap();
-        root.symlink(Path::new("var/run"), Path::new("/run"))
-            .unwrap();
-        root.symlink(Path::new("host"), Path::new("/var/tmp/not-in-root-xyz"))
-            .unwrap();
-        root.symlink(Path::new("rel"), Path::new("../../../made-rel"))
-            .unwrap();
-        root.mkdir_all(Path::new("var/run/x"), 0o755).unwrap();
-        root.mkdir_all(Path::new("host/y"), 0o755).unwrap();
-        root.mkdir_all(Path::new("rel/z"), 0o755).unwrap();
-        assert!(dir.path().join("run/x").is_dir());
-        assert!(dir.path().join("var/tmp/not-in-root-xyz/y").is_dir());
-        assert!(dir.path().join("made-rel/z").is_dir());
-        assert!(!Path::new("/var/tmp/not-in-root-xyz").exists());
-        assert!(!Path::new("/made-rel").exists());
+        both_resolvers(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = Root::open(dir.path()).unwrap();
+            let unique = dir
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let host = format!("/var/tmp/not-in-root-{unique}");
+            let rel = format!("made-rel-{unique}");
+            root.mkdir_all(Path::new("var"), 0o755).unwrap();
+            root.symlink(Path::new("var/run"), Path::new("/run"))
+                .unwrap();
+            root.symlink(Path::new("host"), Path::new(&host)).unwrap();
+            root.symlink(Path::new("rel"), Path::new(&format!("../../../{rel}")))
+                .unwrap();
+            root.mkdir_all(Path::new("var/run/x"), 0o755).unwrap();
+            root.mkdir_all(Path::new("host/y"), 0o755).unwrap();
+            root.mkdir_all(Path::new("rel/z"), 0o755).unwrap();
+            assert!(dir.path().join("run/x").is_dir());
+            assert!(dir.path().join(&host[1..]).join("y").is_dir());
+            assert!(dir.path().join(&rel).join("z").is_dir());
+            assert!(!Path::new(&host).exists());
+            assert!(!Path::new("/").join(&rel).exists());
+            // A `..` among the missing components is refused, not applied.
+            let err = root
+                .mkdir_all(Path::new("new/../other"), 0o755)
+                .unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+            assert!(!dir.path().join("other").exists());
+        });
     }
 
     #[test]
     fn ensure_file_returns_existing_symlink_unfollowed() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        root.symlink(Path::new("null"), Path::new("/etc/hostname"))
-            .unwrap();
-        let fd = root.ensure_file(Path::new("null"), 0o644).unwrap();
-        let st = rustix::fs::fstat(&fd).unwrap();
-        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        both_resolvers(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = Root::open(dir.path()).unwrap();
+            root.symlink(Path::new("null"), Path::new("/etc/hostname"))
+                .unwrap();
+            let fd = root.ensure_file(Path::new("null"), 0o644).unwrap();
+            let st = rustix::fs::fstat(&fd).unwrap();
+            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        });
+    }
+
+    #[test]
+    fn ensure_file_never_opens_an_existing_fifo() {
+        // Opening a fifo for reading would block until a writer came.
+        both_resolvers(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = Root::open(dir.path()).unwrap();
+            root.mknod(Path::new("pipe"), NodeKind::Fifo, 0o644, 0)
+                .unwrap();
+            let fd = root.ensure_file(Path::new("pipe"), 0o644).unwrap();
+            let st = rustix::fs::fstat(&fd).unwrap();
+            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFIFO);
+            let flags = rustix::fs::fcntl_getfl(&fd).unwrap();
+            assert!(flags.contains(rustix::fs::OFlags::PATH), "{flags:?}");
+        });
     }
 }
