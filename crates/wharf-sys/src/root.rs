@@ -298,49 +298,23 @@ impl Root {
     /// inode created or found. An existing inode of another type (a symlink
     /// included) is returned unfollowed: the caller checks its type.
     pub fn ensure_file(&self, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-        if let Some(parent) = path.parent() {
-            let parent_fd = self.mkdir_all(parent, 0o755)?;
-            let name = split_name(path).filter(|_| OPENAT2.load(Ordering::Relaxed) == OPENAT2_YES);
-            if let Some(name) = name {
-                // O_EXCL: an inode already there (a fifo, a device, a
-                // symlink) is never opened, only resolved unfollowed below.
-                return match rustix::fs::openat(
-                    &parent_fd,
-                    name,
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::RDONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(mode),
-                ) {
-                    Ok(fd) => Ok(fd),
-                    Err(Errno::EXIST) => self.resolve_nofollow(path),
-                    Err(e) => Err(e.into()),
-                };
-            }
-        }
-        // O_EXCL here too: an existing fifo is never opened (and waited on).
-        let flags =
-            OpenFlags::O_CLOEXEC | OpenFlags::O_RDONLY | OpenFlags::O_NOFOLLOW | OpenFlags::O_EXCL;
-        match self
-            .inner
-            .create_file(path, flags, &Permissions::from_mode(mode))
-        {
-            Ok(file) => Ok(OwnedFd::from(file)),
-            Err(err) => {
-                let err = to_io(err);
-                // An existing inode (of any type) is resolved without
-                // following a trailing symlink; the caller checks its type.
-                if err.raw_os_error() == Some(libc::EEXIST)
-                    || err.raw_os_error() == Some(libc::EISDIR)
-                    || err.raw_os_error() == Some(libc::ELOOP)
-                {
-                    self.resolve_nofollow(path)
-                } else {
-                    Err(err)
-                }
-            }
+        let (Some(parent), Some(name)) = (path.parent(), split_name(path)) else {
+            // `/`, or a path ending in `..`: whatever is there.
+            return self.resolve_nofollow(path);
+        };
+        let parent = self.mkdir_all(parent, 0o755)?;
+        // One name in a directory already resolved inside the root. O_EXCL:
+        // an inode already there (a fifo, a device, a symlink) is never
+        // opened (a fifo would wait for a writer), only resolved unfollowed.
+        match rustix::fs::openat(
+            &parent,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::EXIST) => self.resolve_nofollow(path),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -404,6 +378,11 @@ impl AsFd for Root {
 mod tests {
     use super::*;
 
+    /// The file type bits of what `fd` names.
+    fn kind(fd: &OwnedFd) -> libc::mode_t {
+        rustix::fs::fstat(fd).unwrap().st_mode & libc::S_IFMT
+    }
+
     /// Runs `check` through `openat2`, then through libpathrs' fallback (as
     /// on a kernel without `openat2`). Forcing the fallback is a process-
     /// wide switch: concurrent tests of this module then take the fallback
@@ -439,17 +418,14 @@ mod tests {
             let fd = root
                 .ensure_file(Path::new("escape/etc/file"), 0o644)
                 .unwrap();
-            let st = rustix::fs::fstat(&fd).unwrap();
-            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+            assert_eq!(kind(&fd), libc::S_IFREG);
             assert!(dir.path().join("etc/file").is_file());
             // Resolving follows symlinks inside the root; without following,
             // the link itself.
             let fd = root.resolve(Path::new("escape/etc/file")).unwrap();
-            let st = rustix::fs::fstat(&fd).unwrap();
-            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFREG);
+            assert_eq!(kind(&fd), libc::S_IFREG);
             let fd = root.resolve_nofollow(Path::new("escape")).unwrap();
-            let st = rustix::fs::fstat(&fd).unwrap();
-            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+            assert_eq!(kind(&fd), libc::S_IFLNK);
         });
     }
 
@@ -497,8 +473,7 @@ mod tests {
             root.symlink(Path::new("null"), Path::new("/etc/hostname"))
                 .unwrap();
             let fd = root.ensure_file(Path::new("null"), 0o644).unwrap();
-            let st = rustix::fs::fstat(&fd).unwrap();
-            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFLNK);
+            assert_eq!(kind(&fd), libc::S_IFLNK);
         });
     }
 
@@ -511,8 +486,7 @@ mod tests {
             root.mknod(Path::new("pipe"), NodeKind::Fifo, 0o644, 0)
                 .unwrap();
             let fd = root.ensure_file(Path::new("pipe"), 0o644).unwrap();
-            let st = rustix::fs::fstat(&fd).unwrap();
-            assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFIFO);
+            assert_eq!(kind(&fd), libc::S_IFIFO);
             let flags = rustix::fs::fcntl_getfl(&fd).unwrap();
             assert!(flags.contains(rustix::fs::OFlags::PATH), "{flags:?}");
         });

@@ -46,41 +46,50 @@ pub const EARLY_MONITOR_ID: &str = "-";
 /// end of file, exits without touching anything, and is waited for.
 #[derive(Debug)]
 pub struct EarlyMonitor {
-    pid: u32,
-    go: Option<OwnedFd>,
-    ready: Option<OwnedFd>,
+    go: GoPipe,
+    ready: OwnedFd,
     attach: Option<(OwnedFd, Streams)>,
 }
 
-impl EarlyMonitor {
-    /// Sends the container's id; the monitor's pid, its ready pipe and our
-    /// end of the attach socket.
-    fn hand_over(mut self, container: &Container) -> (u32, Option<OwnedFd>, Option<OwnedFd>) {
-        if let Some(go) = self.go.take() {
-            let mut line = container.record.id.as_str().as_bytes().to_vec();
-            line.push(b'\n');
+/// The write end of an early monitor's id pipe, with the monitor's pid.
+/// Dropped without sending (the container was never made), it closes: the
+/// monitor reads end of file and exits, and is waited for, so that a failed
+/// `run` leaves no process behind.
+#[derive(Debug)]
+struct GoPipe {
+    pid: u32,
+    fd: Option<OwnedFd>,
+}
+
+impl GoPipe {
+    /// Sends the container's id and closes the pipe.
+    fn send(mut self, id: &str) {
+        if let Some(fd) = self.fd.take() {
             // A monitor that already failed (it reports why on the ready
             // pipe) has closed its end: the report is what counts.
-            let _ = rustix::io::write(&go, &line);
+            let _ = rustix::io::write(&fd, format!("{id}\n").as_bytes());
         }
-        (
-            self.pid,
-            self.ready.take(),
-            self.attach.take().map(|(ours, _)| ours),
-        )
     }
 }
 
-impl Drop for EarlyMonitor {
+impl Drop for GoPipe {
     fn drop(&mut self) {
-        // Not handed over: end of file tells the monitor to exit; wait for
-        // it, so that a failed `run` leaves no process behind.
-        if self.go.take().is_some() {
+        if self.fd.take().is_some() {
             if let Some(pid) = rustix::process::Pid::from_raw(i32::try_from(self.pid).unwrap_or(0))
             {
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
             }
         }
+    }
+}
+
+impl EarlyMonitor {
+    /// Sends the container's id; the monitor's pid, its ready pipe and our
+    /// end of the attach socket.
+    fn hand_over(self, container: &Container) -> (u32, OwnedFd, Option<OwnedFd>) {
+        let pid = self.go.pid;
+        self.go.send(container.record.id.as_str());
+        (pid, self.ready, self.attach.map(|(ours, _)| ours))
     }
 }
 
@@ -159,12 +168,7 @@ impl Engine {
                     Some(streams) => Some(attach_pair(streams, &container.dir)?),
                     None => None,
                 };
-                let log_path = container.dir.join("monitor.log");
-                let log = fs_err::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log_path)
-                    .map_err(io_err("open", &log_path))?;
+                let log = open_monitor_log(&container.dir)?;
                 let mut fds = vec![(ready_write.as_fd(), 3)];
                 if let Some((_, theirs)) = &attach {
                     fds.push((theirs.as_fd(), 4));
@@ -172,14 +176,9 @@ impl Engine {
                 let monitor = self
                     .spawn_monitor(container.record.id.as_str(), log.as_fd(), &fds)
                     .map_err(io_err("spawn the monitor of", &container.dir))?;
-                (monitor, Some(ready_read), attach.map(|(ours, _)| ours))
+                (monitor, ready_read, attach.map(|(ours, _)| ours))
             }
         };
-        let ready_read = ready_read.ok_or_else(|| {
-            io_err("read the monitor's report for", &container.dir)(std::io::Error::from(
-                std::io::ErrorKind::BrokenPipe,
-            ))
-        })?;
         let report = read_report(ready_read, monitor, &container.dir)?;
         if report != READY_OK {
             return Err(start_error(&container, &report));
@@ -224,9 +223,11 @@ impl Engine {
             .spawn_monitor(EARLY_MONITOR_ID, null.as_fd(), &fds)
             .map_err(io_err("spawn the monitor in", here))?;
         Ok(EarlyMonitor {
-            pid,
-            go: Some(go_write),
-            ready: Some(ready_read),
+            go: GoPipe {
+                pid,
+                fd: Some(go_write),
+            },
+            ready: ready_read,
             attach: attach.map(|((ours, _), streams)| (ours, streams)),
         })
     }
@@ -546,11 +547,17 @@ impl Engine {
     }
 }
 
-/// Reads the monitor's one-line report until it closes the pipe.
-/// Reads the monitor's one-line report. The pipe's end of EOF cannot be
-/// trusted to come when the monitor dies: a container init forked by it and
-/// still waiting for `start` holds a copy of the write end. So the wait also
-/// watches the monitor itself (our child) and stops when it has exited.
+/// Opens (creating) the monitor's log in a container's directory, for its
+/// stderr.
+pub(crate) fn open_monitor_log(dir: &Path) -> Result<fs_err::File, EngineError> {
+    let path = dir.join("monitor.log");
+    fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err("open", &path))
+}
+
 /// A close-on-exec pipe (read end, write end).
 fn pipe(dir: &Path) -> Result<(OwnedFd, OwnedFd), EngineError> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -574,6 +581,10 @@ fn attach_pair(streams: Streams, dir: &Path) -> Result<(OwnedFd, OwnedFd), Engin
     Ok((ours, theirs))
 }
 
+/// Reads the monitor's one-line report. The pipe's end of file cannot be
+/// trusted to come when the monitor dies: a container init forked by it and
+/// still waiting for `start` holds a copy of the write end. So the wait also
+/// watches the monitor itself (our child) and stops when it has exited.
 fn read_report(pipe: OwnedFd, monitor: u32, dir: &Path) -> Result<String, EngineError> {
     use rustix::event::{poll, PollFd, PollFlags};
     let read_err = io_err("read the monitor's report for", dir);

@@ -36,7 +36,7 @@ pub use exec::ExecOptions;
 pub use fs::{
     Change, ChangeKind, CommitRequest, ContainerFs, CopySource, Ownership, PathStat, Tree,
 };
-pub(crate) use lifecycle::{attach_socket_path, READY_OK};
+pub(crate) use lifecycle::{attach_socket_path, open_monitor_log, READY_OK};
 pub use lifecycle::{AttachStream, EarlyMonitor, StartOptions, EARLY_MONITOR_ID};
 pub use prune::ContainerPruneReport;
 pub use stats::{cpu_percent, StatsSample};

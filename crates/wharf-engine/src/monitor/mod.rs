@@ -98,24 +98,15 @@ pub fn run_early(
     attach: Option<OwnedFd>,
 ) -> i32 {
     let mut ready = Some(ready);
-    let opened = Monitor::open_engine(root, storage_driver).and_then(|opened| {
+    let opened = Monitor::open_engine(root, storage_driver).and_then(|(engine, options)| {
         let Some(id) = read_id(go)? else {
             return Ok(None);
         };
-        let monitor = Monitor::open(opened.0, opened.1, &id)?;
-        let log_path = monitor.dir.join("monitor.log");
-        let log = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|source| EngineError::Io {
-                operation: "open",
-                path: log_path.clone(),
-                source,
-            })?;
+        let monitor = Monitor::open(engine, options, &id)?;
+        let log = crate::containers::open_monitor_log(&monitor.dir)?;
         rustix::stdio::dup2_stderr(&log).map_err(|e| EngineError::Io {
             operation: "send stderr to",
-            path: log_path,
+            path: log.path().to_path_buf(),
             source: e.into(),
         })?;
         Ok(Some(monitor))
@@ -148,12 +139,11 @@ fn read_id(go: OwnedFd) -> Result<Option<String>, EngineError> {
 }
 
 fn serve(mut monitor: Monitor, mut ready: Option<OwnedFd>, attach: Option<OwnedFd>) -> i32 {
-    let id = monitor.id.to_string();
     match monitor.main(&mut ready, attach) {
         Ok(()) => 0,
         Err(e) => {
             report(&mut ready, Err((125, render(&e))));
-            tracing::error!(container = %id, error = %render(&e), "monitor failed");
+            tracing::error!(container = %monitor.id, error = %render(&e), "monitor failed");
             1
         }
     }

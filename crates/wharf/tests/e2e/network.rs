@@ -16,6 +16,20 @@ use wharf_testkit::{require, TestEnv};
 
 use crate::run::Engine;
 
+/// A host socket that takes one TCP connection: its port, and what it
+/// received with the peer's address.
+fn receive_once() -> (u16, std::thread::JoinHandle<(Vec<u8>, std::net::IpAddr)>) {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        (got, peer.ip())
+    });
+    (port, accept)
+}
+
 /// The busybox command that serves `text` over HTTP on port 80.
 pub(crate) fn httpd(text: &str) -> String {
     format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www")
@@ -289,14 +303,7 @@ fn containers_talk_by_ip_name_and_alias_and_reach_the_host() {
     assert_eq!(n["Containers"][&web]["Name"], "web", "{n}");
 
     // The container reaches the host through the gateway.
-    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accept = std::thread::spawn(move || {
-        let (mut s, peer) = listener.accept().unwrap();
-        let mut got = String::new();
-        s.read_to_string(&mut got).unwrap();
-        (got, peer.ip())
-    });
+    let (port, accept) = receive_once();
     engine.ok(&[
         "run",
         "--rm",
@@ -308,7 +315,7 @@ fn containers_talk_by_ip_name_and_alias_and_reach_the_host() {
         &format!("echo to-host | nc {gateway} {port}"),
     ]);
     let (got, peer) = accept.join().unwrap();
-    assert_eq!(got.trim(), "to-host");
+    assert_eq!(String::from_utf8_lossy(&got).trim(), "to-host");
     assert!(
         peer.to_string()
             .starts_with(&gateway[..gateway.rfind('.').unwrap()]),
@@ -317,19 +324,7 @@ fn containers_talk_by_ip_name_and_alias_and_reach_the_host() {
 
     // A bulk TCP transfer to the host arrives whole. The links allow IPv4
     // segments up to 512 KiB (BIG TCP), which a stream this size uses.
-    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let blob = env.path().join("bulk");
-    let receiver = {
-        let blob = blob.clone();
-        std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            fs_err::write(&blob, &got).unwrap();
-            got.len()
-        })
-    };
+    let (port, receiver) = receive_once();
     let sent = engine.ok(&[
         "run",
         "--rm",
@@ -343,7 +338,10 @@ fn containers_talk_by_ip_name_and_alias_and_reach_the_host() {
              nc {gateway} {port} < /tmp/blob && sha256sum /tmp/blob"
         ),
     ]);
-    assert_eq!(receiver.join().unwrap(), 32 << 20);
+    let (got, _) = receiver.join().unwrap();
+    assert_eq!(got.len(), 32 << 20);
+    let blob = env.path().join("bulk");
+    fs_err::write(&blob, &got).unwrap();
     let received = Command::new("sha256sum").arg(&blob).output().unwrap();
     let received = String::from_utf8_lossy(&received.stdout);
     assert_eq!(
