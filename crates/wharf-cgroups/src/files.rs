@@ -107,8 +107,22 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Removes the cgroup `dir` and its child cgroups, deepest first. cgroupfs only
 /// allows `rmdir` (its files cannot be unlinked); a cgroup whose processes are
 /// still exiting answers EBUSY for a moment, so that is retried. A missing
-/// directory is already removed.
+/// directory is already removed. The usual cgroup has no children: its
+/// `rmdir` is tried before anything is listed.
 pub(crate) fn remove_dir_tree(dir: &Path) -> Result<(), CgroupError> {
+    let rmdir = || rustix::fs::unlinkat(CWD, dir, AtFlags::REMOVEDIR);
+    match rmdir() {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => return Ok(()),
+        // Child cgroups (or processes still exiting): EBUSY, as for a
+        // non-empty directory.
+        Err(rustix::io::Errno::BUSY | rustix::io::Errno::NOTEMPTY) => {}
+        Err(errno) => {
+            return Err(CgroupError::RemoveDir {
+                path: dir.to_path_buf(),
+                source: errno.into(),
+            })
+        }
+    }
     let children = match subdirs(dir) {
         Ok(children) => children,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -125,7 +139,7 @@ pub(crate) fn remove_dir_tree(dir: &Path) -> Result<(), CgroupError> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        match rustix::fs::unlinkat(CWD, dir, AtFlags::REMOVEDIR) {
+        match rmdir() {
             Ok(()) | Err(rustix::io::Errno::NOENT) => return Ok(()),
             Err(rustix::io::Errno::BUSY | rustix::io::Errno::AGAIN)
                 if start.elapsed() < REMOVE_TIMEOUT =>

@@ -112,6 +112,14 @@ mod tests {
             Some(9)
         );
 
+        // Child cgroups (a nested runtime's, say) go too: the cgroup's own
+        // rmdir answers EBUSY, then its tree is removed deepest first.
+        for dir in dirs {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .create(dir.join("child/grandchild"))
+                .unwrap();
+        }
         manager.destroy().unwrap();
         for dir in dirs {
             assert!(!dir.exists(), "{} was left behind", dir.display());

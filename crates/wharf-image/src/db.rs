@@ -105,6 +105,15 @@ fn set_wal(conn: &Connection) -> Result<(), ImageError> {
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), ImageError> {
     let known = MIGRATIONS.len() as i64;
+    // Up to date (every open but the first after an upgrade): a plain
+    // read, so that opening never takes the write lock.
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(ImageError::db("read schema version"))?;
+    if current == known {
+        return Ok(());
+    }
+    // Read again under the write lock: another process may be migrating.
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(ImageError::db("begin migration"))?;

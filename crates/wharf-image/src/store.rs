@@ -1319,6 +1319,11 @@ impl Store {
         let image_id = image_id.ok_or_else(|| ImageError::RootfsNotFound {
             key: key.to_string(),
         })?;
+        // Still mounted (`run` mounts it while it creates the container):
+        // the image's layers are not needed.
+        if self.inner.snapshots.is_mounted(key)? {
+            return self.inner.snapshots.rootfs(key);
+        }
         let img = self.resolve(&image_id)?;
         self.inner.snapshots.remount_rootfs(key, &img.chain_ids)
     }
@@ -1347,6 +1352,17 @@ impl Store {
     /// `empty_trash` or GC.
     pub fn remove_rootfs_deferred(&self, key: &str) -> Result<(), ImageError> {
         self.remove_rootfs_with(key, true)
+    }
+
+    /// Copies what the WAL holds into `image.db`, without waiting for
+    /// readers or writers (SQLite's PASSIVE checkpoint). Otherwise the
+    /// commit that crosses the auto-checkpoint threshold does it, with
+    /// its fsyncs, on that command's path: a process with nothing left to
+    /// answer (a monitor whose clients are told) calls this instead.
+    pub fn checkpoint(&self) -> Result<(), ImageError> {
+        self.db()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(ImageError::db("checkpoint the WAL"))
     }
 
     /// Deletes the root filesystems [`Store::remove_rootfs_deferred`] moved

@@ -289,7 +289,7 @@ impl Engine {
         if let Some(store) = self.volumes.get() {
             return Ok(store);
         }
-        let store = VolumeStore::open(&self.root)?;
+        let store = VolumeStore::with_connection(&self.root, self.containers()?.connection())?;
         Ok(self.volumes.get_or_init(|| store))
     }
 
@@ -708,16 +708,27 @@ impl Engine {
         )
     }
 
+    /// Checkpoints both databases' WALs (best effort): for a process whose
+    /// answer is given, so that no command's commit has to.
+    pub(crate) fn checkpoint(&self) {
+        if let Err(e) = self.images.checkpoint() {
+            tracing::warn!(error = %e, "checkpoint the image database");
+        }
+        if let Some(store) = self.containers.get() {
+            if let Err(e) = store.checkpoint() {
+                tracing::warn!(error = %e, "checkpoint the container database");
+            }
+        }
+    }
+
     /// Kills and deletes the container's runtime instance (if any) and
     /// unmounts its rootfs. Best effort: failures are logged.
     pub(crate) fn release_runtime(&self, id: &ContainerId) {
         let runtime = self.runtime();
         let rid = Self::runtime_id(id);
-        if runtime.state(&rid).is_ok() {
-            let _ = runtime.kill(&rid, libc::SIGKILL, true);
-        }
-        // Also what a monitor killed while it created the container left:
-        // no state, maybe a cgroup.
+        // Forced: kills what still runs in it first. Also what a monitor
+        // killed while it created the container left: no state, maybe a
+        // cgroup.
         match runtime.delete(&rid, true) {
             Ok(()) => {}
             Err(e) if e.kind() == wharf_runtime::ErrorKind::NotFound => {}

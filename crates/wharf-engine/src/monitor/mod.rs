@@ -99,6 +99,9 @@ pub fn run_early(
 ) -> i32 {
     let mut ready = Some(ready);
     let opened = Monitor::open_engine(root, storage_driver).and_then(|(engine, options)| {
+        // Both databases open (each connection rebuilds its WAL index and
+        // parses its schema) while the container is being made.
+        engine.containers()?;
         let Some(id) = read_id(go)? else {
             return Ok(None);
         };
@@ -430,8 +433,13 @@ impl Monitor {
         finish_clients(&mut clients);
         drop(listener);
         let _ = fs_err::remove_file(self.dir.join("attach.sock"));
-        // The clients are told: the files go now.
+        // The clients are told: the files go now, and the databases'
+        // WALs are checkpointed here rather than by the next command's
+        // commit.
         drop(leftovers);
+        if let Ok(engine) = self.engine() {
+            engine.checkpoint();
+        }
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! migrations. Only this module writes it.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -85,6 +86,17 @@ pub(crate) fn db(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Eng
     move |source| EngineError::Database { operation, source }
 }
 
+/// One connection to `engine.db`, shared by the stores of one process
+/// (containers, volumes): each store opening its own would parse the
+/// schema again and rebuild nothing the first did not.
+pub(crate) type SharedConnection = Arc<Mutex<Connection>>;
+
+/// Locks a shared connection. A panic while holding it leaves no open
+/// transaction (rusqlite's Transaction rolls back on drop).
+pub(crate) fn lock(conn: &SharedConnection) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Opens (creating) the database and brings its schema up to date.
 pub(crate) fn open(path: &Path) -> Result<Connection, EngineError> {
     let mut conn = Connection::open(path).map_err(db("open the container database"))?;
@@ -145,6 +157,15 @@ fn set_wal(conn: &Connection) -> Result<(), EngineError> {
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), EngineError> {
     let known = MIGRATIONS.len() as i64;
+    // Up to date (every open but the first after an upgrade): a plain
+    // read, so that opening never takes the write lock.
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("read the container database's schema version"))?;
+    if current == known {
+        return Ok(());
+    }
+    // Read again under the write lock: another process may be migrating.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db("begin the container database migration"))?;

@@ -18,7 +18,7 @@ mod pods;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -234,7 +234,7 @@ pub struct Event {
 #[derive(Debug)]
 pub struct ContainerStore {
     root: PathBuf,
-    conn: Mutex<Connection>,
+    conn: db::SharedConnection,
 }
 
 const COLUMNS: &str = "id, name, image_id, image_name, created, config, labels, state, pid, \
@@ -259,14 +259,29 @@ impl ContainerStore {
         let conn = db::open(&root.join("engine.db"))?;
         Ok(Self {
             root: root.to_path_buf(),
-            conn: Mutex::new(conn),
+            conn: std::sync::Arc::new(Mutex::new(conn)),
         })
     }
 
+    /// Copies what the WAL holds into `engine.db` without waiting for
+    /// anyone (PASSIVE): see `wharf_image::Store::checkpoint`.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Database`].
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        self.conn()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(db("checkpoint the container database's WAL"))
+    }
+
+    /// The connection, for another store of the same process.
+    pub(crate) fn connection(&self) -> db::SharedConnection {
+        self.conn.clone()
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the connection leaves no open transaction
-        // (rusqlite's Transaction rolls back on drop).
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        db::lock(&self.conn)
     }
 
     /// `<root>/containers/<id>`, the container's directory (made by

@@ -32,7 +32,7 @@ mod tree;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -111,7 +111,7 @@ pub struct PruneReport {
 #[derive(Debug)]
 pub struct VolumeStore {
     root: PathBuf,
-    conn: Mutex<Connection>,
+    conn: db::SharedConnection,
 }
 
 const COLUMNS: &str = "name, driver, created, labels, options, anonymous";
@@ -127,17 +127,24 @@ impl VolumeStore {
     /// errors as `ContainerStore::open`.
     pub fn open(root: &Path) -> Result<Self, EngineError> {
         fs_err::create_dir_all(root).map_err(io("create directory", root))?;
-        let volumes = root.join("volumes");
-        mkdir(&volumes, 0o701)?;
         let conn = db::open(&root.join("engine.db"))?;
+        Self::with_connection(root, Arc::new(Mutex::new(conn)))
+    }
+
+    /// [`VolumeStore::open`] over a connection the process already has.
+    pub(crate) fn with_connection(
+        root: &Path,
+        conn: db::SharedConnection,
+    ) -> Result<Self, EngineError> {
+        mkdir(&root.join("volumes"), 0o701)?;
         Ok(Self {
             root: root.to_path_buf(),
-            conn: Mutex::new(conn),
+            conn,
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        db::lock(&self.conn)
     }
 
     fn volumes_dir(&self) -> PathBuf {

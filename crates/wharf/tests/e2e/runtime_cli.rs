@@ -152,6 +152,68 @@ fn delete_force_kills_a_running_container_and_a_created_one_without_force() {
     rt.ok(&["delete", "--force", "missing"]);
 }
 
+/// A container in another's pid namespace is not its namespace's init:
+/// killing its init leaves its other processes, which `delete --force`
+/// kills too (they are in its cgroup), without waiting out the cgroup's
+/// removal; the other container keeps running. The engine removes a
+/// container with nothing but `delete --force`.
+#[test]
+fn delete_force_kills_every_process_of_a_container_in_a_joined_pid_namespace() {
+    require!(Root, Busybox);
+    let env = TestEnv::new();
+    let rt = Runtime::new(&env);
+    let owner = rt.create(&env.bundle("owner", busybox().args(&["sleep", "1000"])));
+    rt.ok(&["start", &owner]);
+    let owner_pid = rt.state(&owner)["pid"].as_i64().unwrap();
+    let joiner = busybox()
+        .args(&["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"])
+        .spec_mut(|s| {
+            let linux = s.linux_mut().as_mut().unwrap();
+            let mut ns = linux.namespaces().clone().unwrap();
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Pid);
+            ns.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(LinuxNamespaceType::Pid)
+                    .path(format!("/proc/{owner_pid}/ns/pid"))
+                    .build()
+                    .unwrap(),
+            );
+            linux.set_namespaces(Some(ns));
+        });
+    let joiner = rt.create(&env.bundle("joiner", joiner));
+    rt.ok(&["start", &joiner]);
+    let procs = || {
+        let out = rt.ok(&["ps", "--format", "json", &joiner]);
+        serde_json::from_str::<Vec<i64>>(&out).unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while procs().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pids = procs();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let started = std::time::Instant::now();
+    rt.ok(&["delete", "--force", &joiner]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "delete waited for a cgroup that still had processes"
+    );
+    assert!(
+        cgroup_dirs(&joiner).is_empty(),
+        "{:?}",
+        cgroup_dirs(&joiner)
+    );
+    for pid in pids {
+        let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "{pid} survived: {stat}"
+        );
+    }
+    assert_eq!(rt.state(&owner)["status"], "running");
+    rt.ok(&["delete", "--force", &owner]);
+}
+
 #[test]
 fn run_returns_the_exit_status_and_128_plus_signal() {
     require!(Root, Busybox);
