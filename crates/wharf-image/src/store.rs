@@ -570,6 +570,12 @@ impl Store {
         self.load(&db, &id)
     }
 
+    /// The id (`sha256:…`) of the image `s` names, as [`Store::resolve`]
+    /// finds it, without reading its manifest and configuration.
+    pub fn resolve_image_id(&self, s: &str) -> Result<String, ImageError> {
+        self.resolve_id(&self.db(), s)
+    }
+
     fn resolve_id(&self, db: &Connection, s: &str) -> Result<String, ImageError> {
         let not_found = || ImageError::ImageNotFound {
             name: s.to_string(),
@@ -1275,7 +1281,16 @@ impl Store {
         key: &str,
         options: RootfsOptions,
     ) -> Result<Rootfs, ImageError> {
-        let img = self.resolve(image)?;
+        self.mount_image_rootfs(&self.resolve(image)?, key, options)
+    }
+
+    /// [`Store::mount_rootfs_with`] for an image already resolved.
+    pub fn mount_image_rootfs(
+        &self,
+        img: &Image,
+        key: &str,
+        options: RootfsOptions,
+    ) -> Result<Rootfs, ImageError> {
         let rootfs = self.inner.snapshots.create_rootfs(
             key,
             &img.chain_ids,

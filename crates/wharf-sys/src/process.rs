@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rustix::process::Pid;
 
@@ -422,59 +422,71 @@ pub fn pidfd_send_signal(pidfd: std::os::fd::BorrowedFd<'_>, signal: i32) -> io:
 /// Starts `program` with `args` as the leader of a new session, with an
 /// environment of exactly `env`, stdin and stdout on /dev/null, stderr on
 /// `stderr`, and each `(fd, number)` of `fds` as that descriptor number
-/// (3, 4, …; without close-on-exec). Everything else stays close-on-exec.
-/// Safe to call from a multi-threaded process: the child only runs
-/// async-signal-safe calls before exec. Returns the child's pid; the caller
-/// need not wait for it (it is reaped by whoever inherits it if the caller
-/// exits first).
+/// (3, 4, …; without close-on-exec). Everything else stays close-on-exec;
+/// the signal mask is empty and SIGPIPE has its default action, as for
+/// `std::process::Command`. Returns the child's pid; the caller need not
+/// wait for it (it is reaped by whoever inherits it if the caller exits
+/// first).
+///
+/// `posix_spawn(3)`: glibc's shares the caller's memory until the exec
+/// (`CLONE_VM | CLONE_VFORK`), so nothing of the caller's address space is
+/// copied, as a fork would for the few hundred microseconds until the exec
+/// (and every page either side wrote meanwhile). Safe from a
+/// multi-threaded process.
 pub fn spawn_session(
     program: &std::path::Path,
     args: &[std::ffi::OsString],
     env: &[(std::ffi::OsString, std::ffi::OsString)],
-    stderr: std::os::fd::BorrowedFd<'_>,
-    fds: &[(std::os::fd::BorrowedFd<'_>, i32)],
+    stderr: BorrowedFd<'_>,
+    fds: &[(BorrowedFd<'_>, i32)],
 ) -> io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(stderr.try_clone_to_owned()?));
-    let pairs: Vec<(i32, i32)> = fds.iter().map(|(fd, n)| (fd.as_raw_fd(), *n)).collect();
-    // SAFETY: the closure runs in the forked child before exec and only
-    // calls setsid, fcntl and dup2, which are async-signal-safe; it
-    // allocates nothing (the pairs were collected before the fork).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // First move every source above the targets, so that a source
-            // numbered like an earlier target is not overwritten.
-            let mut moved = [0i32; 8];
-            if pairs.len() > moved.len() {
-                return Err(io::Error::from_raw_os_error(libc::E2BIG));
-            }
-            for (i, (src, _)) in pairs.iter().enumerate() {
-                let high = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 64);
-                if high < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                moved[i] = high;
-            }
-            for (i, (_, target)) in pairs.iter().enumerate() {
-                if libc::dup2(moved[i], *target) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let path = cstr(program.as_os_str().as_bytes())?;
+    // argv[0] is the program, as `Command` makes it.
+    let argv = std::iter::once(Ok(path.clone()))
+        .chain(args.iter().map(|a| cstr(a.as_bytes())))
+        .collect::<io::Result<Vec<_>>>()?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<io::Result<Vec<_>>>()?;
+    // The child's descriptors are dup2'd from copies numbered above every
+    // target (close-on-exec here, closed again below): a source numbered
+    // like an earlier target is then never overwritten before it is used.
+    let high = |fd: BorrowedFd<'_>| rustix::io::fcntl_dupfd_cloexec(fd, 64);
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let mut moves = vec![
+        (high(null.as_fd())?, 0),
+        (high(null.as_fd())?, 1),
+        (high(stderr)?, 2),
+    ];
+    for (fd, target) in fds {
+        moves.push((high(*fd)?, *target));
     }
-    let child = cmd.spawn()?;
-    Ok(child.id())
+    let mut actions = PosixSpawnFileActions::init()?;
+    for (source, target) in &moves {
+        actions.add_dup2(source.as_raw_fd(), *target)?;
+    }
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(PosixSpawnFlags::from_bits_retain(
+        libc::c_int::from(libc::POSIX_SPAWN_SETSID)
+            | libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF,
+    ))?;
+    attr.set_sigmask(&nix::sys::signal::SigSet::empty())?;
+    let mut pipe = nix::sys::signal::SigSet::empty();
+    pipe.add(nix::sys::signal::Signal::SIGPIPE);
+    attr.set_sigdefault(&pipe)?;
+    let pid = nix::spawn::posix_spawn(path.as_c_str(), &actions, &attr, &argv, &envp)?;
+    Ok(pid.as_raw().unsigned_abs())
 }
 
 /// What a long-lived process kept resident from its setup and can give
@@ -741,5 +753,76 @@ Anonymous:             0 kB
         };
         let mut none: [rustix::event::PollFd<'_>; 0] = [];
         assert_eq!(trim.trim_and_poll(&mut none, Some(&zero)).unwrap(), 0);
+    }
+
+    fn read_all(fd: std::os::fd::OwnedFd) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn spawn_session_hands_over_exactly_the_descriptors_and_environment_asked_for() {
+        let (report_r, report_w) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        // Numbered like a target: must land on 4 although 3 is set first.
+        let swapped = rustix::io::fcntl_dupfd_cloexec(&report_w, 3).unwrap();
+        let (extra_r, extra_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        // Close-on-exec, as every descriptor Wharf opens: must not reach the child.
+        let probe = rustix::io::fcntl_dupfd_cloexec(&extra_r, 300).unwrap();
+        let script = r#"read -r pid _ _ _ _ sid _ < /proc/self/stat
+echo "$0 $1" >&4
+echo "$pid $sid ${X:-unset} ${HOME:-unset} $(readlink /proc/self/fd/0) $(ls /proc/self/fd | tr '\n' ,)" >&4
+grep -E '^Sig(Blk|Ign)' /proc/$$/status >&4
+echo extra >&3
+echo to-stderr >&2"#;
+        let args: Vec<std::ffi::OsString> =
+            vec!["-c".into(), script.into(), "zero".into(), "one".into()];
+        let env = vec![("X".into(), "1".into())];
+        let pid = spawn_session(
+            std::path::Path::new("/bin/sh"),
+            &args,
+            &env,
+            err_w.as_fd(),
+            &[(extra_w.as_fd(), 3), (swapped.as_fd(), 4)],
+        )
+        .unwrap();
+        drop((report_w, err_w, extra_w, swapped));
+        let report = read_all(report_r);
+        assert_eq!(read_all(extra_r), "extra\n");
+        assert_eq!(read_all(err_r), "to-stderr\n");
+        let child = Pid::from_raw(pid as i32).unwrap();
+        let status = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.1.exit_status(), Some(0));
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(
+            lines[0], "zero one",
+            "the arguments after argv[0]: {report}"
+        );
+        let first: Vec<&str> = lines[1].split(' ').collect();
+        assert_eq!(
+            first[0], first[1],
+            "the child leads its own session: {report}"
+        );
+        assert_eq!(&first[2..5], ["1", "unset", "/dev/null"], "{report}");
+        // 0-4 as asked; not the caller's other (close-on-exec) ones.
+        let fds: Vec<i32> = first[5]
+            .split(',')
+            .filter(|f| !f.is_empty())
+            .map(|f| f.parse().unwrap())
+            .collect();
+        for fd in 0..=4 {
+            assert!(fds.contains(&fd), "{fd} missing: {report}");
+        }
+        assert!(!fds.contains(&probe.as_raw_fd()), "leaked: {report}");
+        let mask = |name: &str| {
+            let line = lines.iter().find(|l| l.starts_with(name)).unwrap();
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        assert_eq!(mask("SigBlk:"), 0, "{report}");
+        assert_eq!(mask("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{report}");
     }
 }

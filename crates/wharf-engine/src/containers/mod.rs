@@ -442,7 +442,7 @@ impl Engine {
         };
         let rootfs = self
             .images
-            .mount_rootfs_with(image.id.as_str(), id.as_str(), options)?;
+            .mount_image_rootfs(&image, id.as_str(), options)?;
         guard.rootfs = true;
 
         let mut spec_request = request.spec.clone();
@@ -1042,7 +1042,7 @@ impl Engine {
     ///
     /// The store failed (a missing image is `Ok(false)`).
     pub fn has_image(&self, reference: &str) -> Result<bool, EngineError> {
-        match self.images.resolve(reference) {
+        match self.images.resolve_image_id(reference) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == wharf_image::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
@@ -1055,7 +1055,7 @@ impl Engine {
     ///
     /// No such image.
     pub fn image_id_of(&self, reference: &str) -> Result<String, EngineError> {
-        Ok(self.images.resolve(reference)?.id.to_string())
+        Ok(self.images.resolve_image_id(reference)?)
     }
 
     /// Where the container's rootfs is mounted while it runs.

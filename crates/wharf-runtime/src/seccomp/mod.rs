@@ -274,7 +274,7 @@ impl FilterPlan {
             .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
             .unwrap_or_default();
         let digest =
-            sha2::Sha256::digest(format!("wharf-seccomp-v1 {version} {self:?}").as_bytes());
+            sha2::Sha256::digest(format!("wharf-seccomp-v2 {version} {self:?}").as_bytes());
         let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let cache_dir = cache_dir.filter(|dir| ensure_private_dir(dir));
         if let Some(cache_dir) = cache_dir {
@@ -324,6 +324,15 @@ impl FilterPlan {
         let mut ctx = ScmpFilterContext::new(self.default_action.to_scmp())?;
         // libseccomp sets no_new_privs on load by default; the config decides.
         ctx.set_ctl_nnp(false)?;
+        // A binary tree over the syscall numbers instead of a list of
+        // comparisons: the kernel runs the filter once per syscall number
+        // and architecture when it is installed (to build its cache of
+        // syscalls that are always allowed), and a Docker-sized list made
+        // that 1.4 ms of every container start here. libseccomp before
+        // 2.5 has only the list.
+        if let Err(e) = ctx.set_ctl_optimize(2) {
+            tracing::debug!(error = %e, "seccomp binary tree optimization unavailable");
+        }
         for arch in &self.arches {
             if !ctx.is_arch_present(*arch)? {
                 ctx.add_arch(*arch)?;
@@ -701,5 +710,15 @@ mod tests {
         let other = FilterPlan::from_oci(&default_seccomp(&["CAP_SYS_ADMIN".to_string()])).unwrap();
         assert_ne!(other.program(Some(&dir)).unwrap(), first);
         assert_eq!(fs_err::read_dir(&dir).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn filters_compile_to_a_binary_tree_where_libseccomp_can() {
+        let plan = FilterPlan::from_oci(&default_seccomp(&[])).unwrap();
+        let ctx = plan.compile().unwrap();
+        let v = libseccomp::ScmpVersion::current().unwrap();
+        if (v.major, v.minor) >= (2, 5) {
+            assert_eq!(ctx.get_ctl_optimize().unwrap(), 2);
+        }
     }
 }

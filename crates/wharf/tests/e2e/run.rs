@@ -242,7 +242,7 @@ fn detached_container_lifecycle() {
     let w = Engine::with_busybox(&env);
     let id = w
         .ok(&["run", "-d", "--name", "web", "-e", "GREETING=hi", "--label", "tier=front", "busybox",
-            "sh", "-c", "echo started; echo oops >&2; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"])
+            "sh", "-c", "trap 'echo bye; exit 0' TERM; echo started; echo oops >&2; while :; do sleep 0.1; done"])
         .trim()
         .to_owned();
     assert_eq!(id.len(), 64);
@@ -414,8 +414,11 @@ fn create_then_start_attached_and_stop_timeout() {
         "busybox",
         "sh",
         "-c",
-        "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+        "trap 'exit 9' USR1; echo trapped; while :; do sleep 0.1; done",
     ]);
+    // The shell is the container's pid 1: a signal it has no handler for
+    // yet is dropped, so stop only once the trap is set.
+    w.eventually("the trap", || w.ok(&["logs", "usr1"]).contains("trapped"));
     w.ok(&["stop", "usr1"]);
     assert_eq!(w.inspect("usr1", "{{.State.ExitCode}}"), "9");
 }
