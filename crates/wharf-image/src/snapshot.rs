@@ -308,6 +308,11 @@ impl Snapshots {
             }
         }
         let dir = self.rootfs_dir(key);
+        // Each rootfs is made and deleted whole: spread them over the
+        // filesystem's block groups.
+        if let Some(parent) = dir.parent() {
+            wharf_sys::inode::spread_subdirectories(parent);
+        }
         match fs_err::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

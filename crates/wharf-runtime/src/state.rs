@@ -114,6 +114,9 @@ impl StateRoot {
             .mode(0o711)
             .create(&self.dir)
             .map_err(|e| RuntimeError::host("create state root", &self.dir, e))?;
+        // Containers' state directories are unrelated: spread them over the
+        // filesystem's block groups (ext4; a no-op on tmpfs).
+        wharf_sys::inode::spread_subdirectories(&self.dir);
         let dir = self.container_dir(id);
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => Ok(dir),

@@ -424,6 +424,12 @@ impl Engine {
         let image_config = image.configuration()?;
         let id = ContainerId::random()?;
         let dir = store.container_dir(&id);
+        if let Some(parent) = dir.parent() {
+            fs_err::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+            // Containers' directories are unrelated: spread them over the
+            // filesystem's block groups.
+            wharf_sys::inode::spread_subdirectories(parent);
+        }
         fs_err::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         let mut guard = CreateGuard {
             engine: self,
